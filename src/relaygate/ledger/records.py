@@ -1,0 +1,61 @@
+"""Ledger record types: one ``UsageRecord`` per client request, with every upstream attempt.
+
+These are plain frozen-ish dataclasses so the hot path builds them cheaply; the store
+(``ledger/store.py``) maps them to rows. Units: tokens, USD, milliseconds, UTC time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One upstream attempt.
+
+    ``status`` is the upstream HTTP status (None when no response: timeout, connection error,
+    skipped by an open breaker). ``error_class`` is an ``errors.ErrorClass`` value or None on
+    success. ``latency_ms`` is wall time of the attempt in milliseconds.
+    """
+
+    deployment: str
+    provider: str
+    status: int | None
+    error_class: str | None
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One client request, as the ledger stores it.
+
+    - ``status``: HTTP status the client got (for a stream: 200, even if it was cut later).
+    - ``error_code``: the OpenAI-style ``code`` of the error the client saw, or None.
+    - ``complete``: False when a stream ended without finish_reason/[DONE] or was cut.
+    - ``prompt_tokens``/``completion_tokens``/``cached_tokens``: from upstream ``usage``
+      (for streams, the final usage chunk); None when upstream did not report them.
+    - ``cost_usd``: computed from the served deployment's prices (USD per 1M tokens).
+    - ``latency_ms``: request start to last byte; ``ttft_ms``: to the first content byte.
+    """
+
+    request_id: str
+    ts: datetime
+    endpoint: str
+    status: int
+    tenant: str | None = None
+    key_id: str | None = None
+    route: str | None = None
+    stream: bool = False
+    error_code: str | None = None
+    served_deployment: str | None = None
+    served_provider: str | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    complete: bool = True
+    finish_reason: str | None = None

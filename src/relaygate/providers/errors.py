@@ -1,0 +1,114 @@
+"""Classify an upstream HTTP error into an ``UpstreamError`` with an ``ErrorClass``.
+
+The patterns live in one table each, with sources:
+- OpenAI error codes: https://platform.openai.com/docs/guides/error-codes (429 "Rate limit
+  reached" vs 429 "You exceeded your current quota" ``insufficient_quota``; 403 "Country,
+  region, or territory not supported" ``unsupported_country_region_territory``; 400
+  ``context_length_exceeded``; 400 ``content_policy_violation``).
+- Google Gemini troubleshooting: 400 FAILED_PRECONDITION "User location is not supported for
+  the API use" (https://ai.google.dev/gemini-api/docs/troubleshooting).
+- Anthropic errors: 529 ``overloaded_error``; 403 ``permission_error``
+  (https://docs.anthropic.com/en/api/errors); unsupported-region messages.
+- RFC 7725: 451 Unavailable For Legal Reasons. RFC 9110 10.2.3: Retry-After.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+
+import orjson
+
+from relaygate.errors import ErrorClass, UpstreamError
+
+__all__ = ["REGION_BLOCK_PATTERNS", "classify_http_error", "parse_retry_after"]
+
+# Body text (lower-cased) that marks a region / country block, whatever the status.
+REGION_BLOCK_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"unsupported_country_region_territory"),  # OpenAI error code
+    re.compile(r"country, region, or territory not supported"),  # OpenAI message
+    re.compile(r"user location is not supported"),  # Google Gemini
+    re.compile(r"not (?:available|supported) in your (?:country|region|location|territory)"),
+    re.compile(r"(?:country|region|territory|location) (?:is )?not supported"),
+    re.compile(r"unsupported (?:country|region|location)"),
+)
+_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing|credit balance|"
+                    r"quota exceeded|arrearage|insufficient balance|payment required")
+_CONTEXT = re.compile(r"context_length_exceeded|maximum context length|context window|"
+                      r"prompt is too long|too many tokens|input is too long|exceeds the context")
+_CONTENT = re.compile(r"content_policy_violation|content_filter|content management policy|"
+                      r"safety system|data_inspection_failed")
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP-date (RFC 9110 10.2.3).
+    Also reads ``retry-after-ms`` style values when given as float seconds. None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _error_fields(body: bytes) -> tuple[str, str]:
+    """(code/type text, message text), lower-cased, from an OpenAI/Anthropic/Gemini error body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "", body[:2000].decode("utf-8", "replace").lower()
+    if isinstance(data, list) and data:
+        data = data[0]  # Gemini streams errors as a one-element array
+    err = data.get("error", data) if isinstance(data, dict) else {}
+    if not isinstance(err, dict):
+        return "", str(err).lower()
+    code = " ".join(str(err.get(k, "")) for k in ("code", "type", "status"))
+    return code.lower(), str(err.get("message", "")).lower()
+
+
+def classify_http_error(status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+    """Map an upstream non-2xx response to an ``UpstreamError``.
+
+    ``headers`` keys must be lower-case. The result keeps status, body and Retry-After so the
+    failover loop can decide, and so a client error can be relayed unchanged.
+    """
+    code, message = _error_fields(body)
+    text = f"{code} {message}"
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if retry_after is None and headers.get("retry-after-ms"):
+        ms = parse_retry_after(headers.get("retry-after-ms"))
+        retry_after = ms / 1000 if ms is not None else None
+
+    def err(cls: ErrorClass, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"upstream {status}: {what}" + (f": {message[:200]}" if message else ""),
+            error_class=cls, upstream_status=status, upstream_body=body,
+            retry_after_s=retry_after, upstream_headers=headers,
+        )
+
+    if status == 451 or any(p.search(text) for p in REGION_BLOCK_PATTERNS):
+        return err(ErrorClass.REGION_BLOCKED, "region blocked")
+    if status in (402,) or (status == 429 and _QUOTA.search(text)):
+        return err(ErrorClass.QUOTA_EXHAUSTED, "quota or billing exhausted")
+    if status == 429:
+        return err(ErrorClass.RATE_LIMITED, "rate limited")
+    if status >= 500:
+        return err(ErrorClass.SERVER_ERROR, "server error")
+    if status in (401, 403):
+        return err(ErrorClass.AUTH, "provider credential refused")
+    if status in (400, 413, 422) and _CONTEXT.search(text):
+        return err(ErrorClass.CONTEXT_LENGTH, "context length exceeded")
+    if status in (400, 403, 422) and _CONTENT.search(text):
+        return err(ErrorClass.CONTENT_POLICY, "content policy rejection")
+    if status in (408,):
+        return err(ErrorClass.TIMEOUT, "upstream request timeout")
+    return err(ErrorClass.CLIENT_ERROR, "client error")

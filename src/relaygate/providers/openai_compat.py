@@ -1,0 +1,68 @@
+"""Adapter for OpenAI Chat Completions compatible upstreams.
+
+Covers OpenAI, DeepSeek, Qwen (DashScope compatible mode), Moonshot, Zhipu, vLLM, Ollama,
+llama.cpp server and ``relaygate sim``: ``POST {base_url}/chat/completions`` with
+``Authorization: Bearer <key>`` (https://platform.openai.com/docs/api-reference/chat/create).
+Same-protocol requests pass through: only the top-level ``model`` value is rewritten (and
+``stream_options.include_usage`` added when the ledger needs usage on a stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from relaygate.config.schema import DeploymentConfig, OpenAIProvider
+from relaygate.protocols.openai import ChatRequest, rewrite_model, with_stream_usage
+from relaygate.providers.errors import classify_http_error
+from relaygate.providers.transport import Transport, UpstreamResponse
+
+__all__ = ["OpenAICompatProvider"]
+
+log = logging.getLogger("relaygate.providers")
+
+
+class OpenAICompatProvider:
+    """One OpenAI-compatible account. ``base_url`` ends before ``/chat/completions``."""
+
+    def __init__(self, name: str, config: OpenAIProvider, *, base_url: str | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.base_url = base_url or config.base_url
+        self.transport = Transport(config.timeouts, config.max_connections)
+        self._headers = {"content-type": "application/json", **config.headers}
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if key:
+                self._headers["authorization"] = f"Bearer {key}"
+            else:
+                log.warning("provider %s: env var %s is not set; upstream will likely answer 401",
+                            name, config.api_key_env)
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    def build_body(self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool) -> bytes:
+        """The upstream body: the client's bytes with the model rewritten (pure)."""
+        body = request.body
+        if request.model != deployment.model:
+            body = rewrite_model(body, deployment.model)
+        if request.stream and stream_usage and self.config.stream_usage and not request.include_usage:
+            body = with_stream_usage(body, request.data)
+        return body
+
+    async def chat(
+        self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool
+    ) -> UpstreamResponse:
+        body = self.build_body(deployment, request, stream_usage=stream_usage)
+        resp = await self.transport.post(f"{self.base_url}/chat/completions", self._headers, body)
+        if resp.status < 300:
+            return resp
+        try:
+            err_body = await resp.read(1024 * 1024)
+        finally:
+            resp.release()
+        raise classify_http_error(resp.status, resp.headers, err_body)

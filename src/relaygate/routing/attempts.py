@@ -1,0 +1,106 @@
+"""One upstream attempt, non-streaming or streaming, up to the point where it is committed.
+
+A non-stream attempt is committed when a full, parseable ``chat.completion`` arrived. A
+stream attempt is committed when the first content chunk arrived (or a finish_reason /
+``[DONE]`` with no content): until then failover is still invisible to the client, so the
+events read so far are held back in ``OpenedStream.buffered``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from relaygate.config.schema import DeploymentConfig
+from relaygate.errors import ErrorClass, UpstreamError
+from relaygate.protocols.openai import ChatRequest, Usage, usage_from
+from relaygate.protocols.openai_stream import ChunkKind, StreamWatch
+from relaygate.protocols.sse import SSEDecoder, SSEEvent
+from relaygate.providers.base import Provider
+from relaygate.providers.errors import classify_http_error
+from relaygate.providers.transport import UpstreamResponse
+
+__all__ = ["Completion", "OpenedStream", "attempt_completion", "attempt_stream", "stream_error"]
+
+
+@dataclass(slots=True)
+class Completion:
+    body: bytes
+    usage: Usage | None
+    finish_reason: str | None
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A committed upstream stream: replay ``buffered``, then keep reading ``chunks``."""
+
+    resp: UpstreamResponse
+    chunks: AsyncIterator[bytes]
+    decoder: SSEDecoder
+    watch: StreamWatch
+    buffered: list[tuple[SSEEvent, ChunkKind]] = field(default_factory=list)
+    ended: bool = False  # upstream body already fully read during the opening phase
+
+
+def stream_error(err: dict[str, Any]) -> UpstreamError:
+    """An in-band stream error event, classified as if it had been an HTTP error."""
+    code = err.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return classify_http_error(status, {}, orjson.dumps({"error": err}))
+
+
+async def attempt_completion(provider: Provider, dep: DeploymentConfig, req: ChatRequest) -> Completion:
+    resp = await provider.chat(dep, req, stream_usage=False)
+    try:
+        body = await resp.read()
+    finally:
+        resp.release()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("upstream returned a body that is not JSON", error_class=ErrorClass.MALFORMED,
+                            upstream_status=resp.status, upstream_body=body[:2000]) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            raise stream_error(data["error"])
+        raise UpstreamError("upstream response has no choices", error_class=ErrorClass.MALFORMED,
+                            upstream_status=resp.status, upstream_body=body[:2000])
+    finish = None
+    if data["choices"] and isinstance(data["choices"][0], dict):
+        finish = data["choices"][0].get("finish_reason")
+    return Completion(body=body, usage=usage_from(data.get("usage")), finish_reason=finish)
+
+
+async def attempt_stream(
+    provider: Provider, dep: DeploymentConfig, req: ChatRequest, *, stream_usage: bool
+) -> OpenedStream:
+    """Open a stream and read until it may be committed. Raises ``UpstreamError`` before that."""
+    resp = await provider.chat(dep, req, stream_usage=stream_usage)
+    opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
+    try:
+        async for chunk in opened.chunks:
+            if _take(opened, opened.decoder.feed(chunk)):
+                return opened
+        tail = opened.decoder.finish()
+        opened.ended = True
+        if tail is not None and _take(opened, [tail]):
+            return opened
+        raise UpstreamError("upstream stream ended before any content", error_class=ErrorClass.STREAM_CUT,
+                            upstream_status=resp.status)
+    except BaseException:
+        resp.close()
+        raise
+
+
+def _take(opened: OpenedStream, events: list[SSEEvent]) -> bool:
+    """Buffer ``events``; True once the stream may be committed."""
+    watch = opened.watch
+    for ev in events:
+        kind = watch.inspect(ev)
+        if kind is ChunkKind.ERROR:
+            raise stream_error(watch.error or {})
+        opened.buffered.append((ev, kind))
+    return watch.content_seen or watch.done

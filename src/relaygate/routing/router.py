@@ -1,0 +1,162 @@
+"""The failover loop: try a route's deployments in strategy order until one commits.
+
+Per deployment: skip it while a Retry-After cooldown or an open circuit breaker says so;
+otherwise attempt, and on failure ask ``retry.decide`` whether to retry it (backoff /
+Retry-After), move to the next, or relay the client's own error. Context-length failures
+skip later deployments whose context window is not larger. Every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from relaygate.config.schema import Config, DeploymentConfig
+from relaygate.errors import AllCandidatesFailedError, ErrorClass, RateLimitError, UpstreamError
+from relaygate.ledger.records import AttemptRecord
+from relaygate.providers.base import Provider
+from relaygate.routing import retry
+from relaygate.routing.breaker import BreakerBook
+from relaygate.routing.strategies import order_deployments
+
+__all__ = ["Router", "Served"]
+
+T = TypeVar("T")
+_WAIT_CLASSES = frozenset({ErrorClass.RATE_LIMITED, ErrorClass.COOLDOWN, ErrorClass.CIRCUIT_OPEN})
+
+
+@dataclass(slots=True)
+class Served:
+    """Which deployment committed, and every attempt made (including failed ones)."""
+
+    deployment: DeploymentConfig | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+class Router:
+    """Holds per-deployment health (breakers, cooldowns) for one gateway process.
+
+    ``clock`` is monotonic seconds; ``rng`` drives jitter and weighted ordering.
+    ``on_attempt`` (optional) is told of every attempt, for metrics.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        providers: dict[str, Provider],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        on_attempt: Callable[[AttemptRecord], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.providers = providers
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.breakers = BreakerBook(config.breaker)
+        self.cooldown_until: dict[str, float] = {}
+        self._on_attempt = on_attempt
+
+    async def run(
+        self, route_name: str, served: Served, attempt: Callable[[Provider, DeploymentConfig], Awaitable[T]]
+    ) -> T:
+        """Run ``attempt`` over the route's candidates; returns the first committed result.
+
+        Raises ``UpstreamError`` with class ``client_error`` (relay to the client unchanged),
+        ``RateLimitError`` when only waits stand in the way, else ``AllCandidatesFailedError``.
+        """
+        route = self.config.routes[route_name]
+        cfg = route.retry or self.config.retry
+        causes: list[tuple[str, UpstreamError]] = []
+        min_context: int | None = None
+        for dep in order_deployments(route, self.rng):
+            did = dep.deployment_id
+            if min_context is not None and (dep.context_window or 0) <= min_context:
+                causes.append((did, UpstreamError(
+                    f"skipped: context window {dep.context_window} not larger than {min_context}",
+                    error_class=ErrorClass.CONTEXT_LENGTH)))
+                continue
+            skip = await self._wait_or_skip(did, cfg.max_wait_ms)
+            if skip is not None:
+                causes.append((did, skip))
+                continue
+            provider = self.providers[dep.provider]
+            breaker = self.breakers.get(did)
+            n = 0
+            while True:
+                n += 1
+                t0 = self.clock()
+                try:
+                    result = await attempt(provider, dep)
+                except UpstreamError as err:
+                    self._record(served, dep, err.upstream_status, err.error_class.value, t0)
+                    if retry.counts_against_breaker(err.error_class):
+                        breaker.on_failure(self.clock())
+                    else:
+                        breaker.on_neutral()
+                    if err.retry_after_s:
+                        self.cooldown_until[did] = max(self.cooldown_until.get(did, 0.0),
+                                                       self.clock() + err.retry_after_s)
+                    decision = retry.decide(err, n, cfg, self.rng)
+                    if decision.action is retry.Action.RELAY:
+                        raise
+                    if decision.action is retry.Action.RETRY and breaker.allow(self.clock()):
+                        await asyncio.sleep(decision.delay_s)
+                        continue
+                    causes.append((did, err))
+                    if err.error_class is ErrorClass.CONTEXT_LENGTH and dep.context_window:
+                        min_context = max(min_context or 0, dep.context_window)
+                    break
+                except asyncio.CancelledError:
+                    self._record(served, dep, None, "cancelled", t0)
+                    breaker.on_neutral()
+                    raise
+                self._record(served, dep, 200, None, t0)
+                breaker.on_success()
+                served.deployment = dep
+                return result
+        raise self._exhausted(route_name, causes)
+
+    async def _wait_or_skip(self, did: str, max_wait_ms: int) -> UpstreamError | None:
+        """Sit out a short cooldown; return a cause when the deployment must be skipped."""
+        now = self.clock()
+        wait = self.cooldown_until.get(did, 0.0) - now
+        if wait > 0:
+            if wait * 1000 > max_wait_ms:
+                return UpstreamError(f"skipped: cooling down for {wait:.1f}s after Retry-After",
+                                     error_class=ErrorClass.COOLDOWN, retry_after_s=wait)
+            await asyncio.sleep(wait)
+            now = self.clock()
+        breaker = self.breakers.get(did)
+        if not breaker.allow(now):
+            left = breaker.retry_after(now)
+            return UpstreamError(f"skipped: circuit breaker open ({left:.1f}s left)",
+                                 error_class=ErrorClass.CIRCUIT_OPEN, retry_after_s=left or None)
+        return None
+
+    def _record(self, served: Served, dep: DeploymentConfig, status: int | None, cls: str | None,
+                t0: float) -> None:
+        rec = AttemptRecord(dep.deployment_id, dep.provider, status, cls, (self.clock() - t0) * 1000)
+        served.attempts.append(rec)
+        if self._on_attempt is not None:
+            self._on_attempt(rec)
+
+    @staticmethod
+    def _exhausted(route_name: str, causes: list[tuple[str, UpstreamError]]) -> Exception:
+        if causes and all(e.error_class in _WAIT_CLASSES for _, e in causes) and any(
+            e.error_class is not ErrorClass.CIRCUIT_OPEN for _, e in causes
+        ):
+            waits = [e.retry_after_s for _, e in causes if e.retry_after_s]
+            return RateLimitError(
+                f"All deployments for model '{route_name}' are rate limited; retry later.",
+                retry_after_s=min(waits) if waits else 1.0,
+            )
+        err = AllCandidatesFailedError(route_name, causes)
+        waits = [e.retry_after_s for _, e in causes if e.retry_after_s]
+        if err.status == 503 and waits:
+            err.headers["retry-after"] = str(max(1, round(min(waits))))
+        return err
