@@ -37,11 +37,16 @@ async def healthz(request: Request) -> Response:
     providers: dict[str, Any] = {}
     for name, p in gw.providers.items():
         unavailable = getattr(p, "unavailable", None)
-        providers[name] = {"status": "unavailable", "reason": unavailable} if unavailable else {"status": "ok"}
+        providers[name] = (
+            {"status": "unavailable", "reason": unavailable} if unavailable else {"status": "ok"}
+        )
     breakers = {k: v.value for k, v in gw.router.breakers.states().items()}
     writer = gw.ledger
-    ledger = {k: getattr(writer, k) for k in ("pending", "written", "write_errors", "dropped")
-              if isinstance(getattr(writer, k, None), int)}
+    ledger = {
+        k: getattr(writer, k)
+        for k in ("pending", "written", "write_errors", "dropped")
+        if isinstance(getattr(writer, k, None), int)
+    }
     body = {"status": "ok", "providers": providers, "circuit_breakers": breakers, "ledger": ledger}
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -58,8 +63,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         err = NotFoundError(f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url")
     else:
-        err = InvalidRequestError(str(exc.detail), code="method_not_allowed" if exc.status_code == 405 else None,
-                                  status=exc.status_code)
+        err = InvalidRequestError(
+            str(exc.detail),
+            code="method_not_allowed" if exc.status_code == 405 else None,
+            status=exc.status_code,
+        )
     return Response(openai_error_body(err), err.status, media_type="application/json")
 
 
@@ -82,12 +90,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            sink, lookup = ledger, keys
+            sink: LedgerSink | None = ledger
+            lookup: KeyLookup | None = keys
             if use_storage and (sink is None or lookup is None):
                 from relaygate.ledger.runtime import open_storage
 
-                storage = await stack.enter_async_context(
-                    open_storage(storage_url or config.storage.url))
+                storage = await stack.enter_async_context(open_storage(storage_url or config.storage.url))
                 sink = sink or storage.writer
                 lookup = lookup or storage.keys
             gw = gateway or Gateway(config, ledger=sink, keys=lookup)

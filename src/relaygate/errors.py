@@ -213,8 +213,14 @@ class AllCandidatesFailedError(GatewayError):
         super().__init__(f"All deployments for model '{route}' failed: {parts or 'no candidates'}")
         self.route = route
         self.causes = causes
-        transient = {ErrorClass.SERVER_ERROR, ErrorClass.RATE_LIMITED, ErrorClass.CIRCUIT_OPEN,
-                     ErrorClass.COOLDOWN, ErrorClass.TIMEOUT, ErrorClass.CONNECTION}
+        transient = {
+            ErrorClass.SERVER_ERROR,
+            ErrorClass.RATE_LIMITED,
+            ErrorClass.CIRCUIT_OPEN,
+            ErrorClass.COOLDOWN,
+            ErrorClass.TIMEOUT,
+            ErrorClass.CONNECTION,
+        }
         if causes and all(err.error_class in transient for _, err in causes):
             self.status = 503
             self.code = "all_deployments_unavailable"

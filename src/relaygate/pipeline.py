@@ -40,8 +40,9 @@ def build_providers(config: Config) -> dict[str, Provider]:
     """One adapter per configured provider (nothing is opened until ``start``)."""
     out: dict[str, Provider] = {}
     for name, pc in config.providers.items():
-        out[name] = LocalModelProvider(name, pc) if isinstance(pc, LocalProvider) else OpenAICompatProvider(
-            name, pc)
+        out[name] = (
+            LocalModelProvider(name, pc) if isinstance(pc, LocalProvider) else OpenAICompatProvider(name, pc)
+        )
     return out
 
 
@@ -82,11 +83,13 @@ class Gateway:
     def resolve_route(self, principal: Principal, model: str) -> str:
         """Raises ``NotFoundError`` (unknown model) or ``PermissionDeniedError`` (not allowed)."""
         if model not in self.config.routes:
-            raise NotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
-                                param="model")
+            raise NotFoundError(
+                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+            )
         if principal.allowed_routes is not None and model not in principal.allowed_routes:
-            raise PermissionDeniedError(f"Tenant '{principal.tenant}' may not use model '{model}'.",
-                                        param="model")
+            raise PermissionDeniedError(
+                f"Tenant '{principal.tenant}' may not use model '{model}'.", param="model"
+            )
         return model
 
     async def complete(self, req: ChatRequest, served: Served) -> Completion:
@@ -95,7 +98,8 @@ class Gateway:
     async def open_stream(self, req: ChatRequest, served: Served) -> OpenedStream:
         want_usage = self.ledger is not None or req.include_usage
         return await self.router.run(
-            req.model, served, lambda p, d: attempt_stream(p, d, req, stream_usage=want_usage))
+            req.model, served, lambda p, d: attempt_stream(p, d, req, stream_usage=want_usage)
+        )
 
     def account(self, rec: UsageRecord, served: Served, usage: Usage | None) -> None:
         """Fill the served deployment, tokens and cost (USD) into ``rec``."""
@@ -107,8 +111,9 @@ class Gateway:
             rec.prompt_tokens, rec.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             rec.cached_tokens = usage.cached_tokens
             if dep is not None:
-                rec.cost_usd = cost_usd(dep.price, usage.prompt_tokens, usage.completion_tokens,
-                                        usage.cached_tokens)
+                rec.cost_usd = cost_usd(
+                    dep.price, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+                )
 
     async def record(self, rec: UsageRecord) -> None:
         """Metrics now; the ledger row off the request path (the writer batches it)."""
@@ -120,9 +125,12 @@ class Gateway:
         for did, state in self.router.breakers.states().items():
             self.metrics.breaker_open.labels(did).set(0 if state == "closed" else 1)
         writer = self.ledger
-        for attr, gauge in (("pending", self.metrics.ledger_pending), ("written", self.metrics.ledger_written),
-                            ("write_errors", self.metrics.ledger_errors),
-                            ("dropped", self.metrics.ledger_dropped)):
+        for attr, gauge in (
+            ("pending", self.metrics.ledger_pending),
+            ("written", self.metrics.ledger_written),
+            ("write_errors", self.metrics.ledger_errors),
+            ("dropped", self.metrics.ledger_dropped),
+        ):
             value = getattr(writer, attr, None)
             if isinstance(value, int):
                 gauge.set(value)

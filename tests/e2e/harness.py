@@ -49,15 +49,32 @@ class RunningGateway:
         if writer is not None and hasattr(writer, "flush"):
             self.call(writer.flush())
 
+    def ledger_rows(self, expect: int, timeout: float = 10) -> list[Any]:
+        """Wait until the ledger holds ``expect`` rows (a stream's row is submitted just after
+        its last byte, so it can trail the client), then return them newest first."""
+        store = self.gateway.ledger._sink
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush_ledger()
+            n = store.count_usage()
+            if n >= expect or time.monotonic() > deadline:
+                return list(store.list_usage(max(n, 1)))
+            time.sleep(0.02)
+
 
 @contextlib.contextmanager
-def run_gateway(config: Config | str, *, storage_url: str | None = None, **app_kw: Any) -> Iterator[RunningGateway]:
+def run_gateway(
+    config: Config | str, *, storage_url: str | None = None, **app_kw: Any
+) -> Iterator[RunningGateway]:
     """Start ``create_app(config)`` under uvicorn on 127.0.0.1:<free port>; stop it on exit."""
     cfg = load_config_text(config, "test.yaml") if isinstance(config, str) else config
     app = create_app(cfg, storage_url=storage_url, **app_kw)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        )
+    )
     loop = asyncio.new_event_loop()
     failure: list[BaseException] = []
 

@@ -32,9 +32,12 @@ class Principal:
 
 
 class _KeyInfo(Protocol):
-    key_id: str
-    tenant: str
-    region: str | None
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def region(self) -> str | None: ...
 
 
 class KeyLookup(Protocol):
@@ -52,8 +55,9 @@ class Authenticator:
                 if ref.key_env:
                     value = os.environ.get(ref.key_env)
                     if not value:
-                        log.warning("tenant %s: env var %s is not set; that key is disabled", tname,
-                                    ref.key_env)
+                        log.warning(
+                            "tenant %s: env var %s is not set; that key is disabled", tname, ref.key_env
+                        )
                         continue
                     digest = hashlib.sha256(value.encode()).hexdigest()
                 if digest:
@@ -73,7 +77,9 @@ class Authenticator:
                 return self._principal("default", None, None)
             raise AuthenticationError(
                 "You didn't provide an API key. You need to provide your API key in an Authorization "
-                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", code="missing_api_key")
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
         digest = hashlib.sha256(key.encode()).hexdigest()
         tenant = self._config_keys.get(digest)
         if tenant is not None:
@@ -83,8 +89,9 @@ class Authenticator:
             if self.config.auth.mode == "open":
                 return self._principal("default", None, None)
             shown = key[:6] + "..." if len(key) > 10 else "***"
-            raise AuthenticationError(f"Incorrect API key provided: {shown}. Create one with "
-                                      "`relaygate keys create --tenant NAME`.")
+            raise AuthenticationError(
+                f"Incorrect API key provided: {shown}. Create one with `relaygate keys create --tenant NAME`."
+            )
         return self._principal(info.tenant, info.region, info.key_id)
 
 

@@ -17,8 +17,9 @@ __all__ = ["openai_error_body", "openai_error_event"]
 
 
 def openai_error_body(err: GatewayError) -> bytes:
-    return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param,
-                                   "code": err.code}})
+    return orjson.dumps(
+        {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}
+    )
 
 
 def openai_error_event(err: GatewayError) -> bytes:

@@ -19,7 +19,13 @@ from starlette.responses import Response
 
 from relaygate.api.error_render import openai_error_body, openai_error_event
 from relaygate.api.streaming import SSEResponse
-from relaygate.errors import ErrorClass, GatewayError, InvalidRequestError, RequestTooLargeError, UpstreamError
+from relaygate.errors import (
+    ErrorClass,
+    GatewayError,
+    InvalidRequestError,
+    RequestTooLargeError,
+    UpstreamError,
+)
 from relaygate.ledger.records import UsageRecord
 from relaygate.pipeline import Gateway
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
@@ -37,7 +43,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or ``RequestTooLargeError`` (413) past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes.")
+        raise RequestTooLargeError(
+            f"Request body of {int(declared)} bytes exceeds the limit of {limit} bytes."
+        )
     parts: list[bytes] = []
     size = 0
     try:
@@ -47,8 +55,9 @@ async def read_body(request: Request, limit: int) -> bytes:
                 raise RequestTooLargeError(f"Request body exceeds the limit of {limit} bytes.")
             parts.append(chunk)
     except ClientDisconnect as exc:
-        raise InvalidRequestError("client disconnected while sending the body", code="client_disconnected") \
-            from exc
+        raise InvalidRequestError(
+            "client disconnected while sending the body", code="client_disconnected"
+        ) from exc
     return b"".join(parts)
 
 
@@ -65,8 +74,9 @@ def _headers(rec: UsageRecord, served: Served | None = None) -> dict[str, str]:
 async def chat_completions(request: Request) -> Response | SSEResponse:
     gw: Gateway = request.app.state.gateway
     t0 = time.monotonic()
-    rec = UsageRecord(request_id=f"req_{uuid.uuid4().hex}", ts=datetime.now(UTC),
-                      endpoint="/v1/chat/completions", status=0)
+    rec = UsageRecord(
+        request_id=f"req_{uuid.uuid4().hex}", ts=datetime.now(UTC), endpoint="/v1/chat/completions", status=0
+    )
     served = Served()
     try:
         principal = await gw.auth.authenticate(request.headers.get("authorization"))
@@ -97,8 +107,13 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         log.exception("unhandled error in %s", rec.request_id)
         gw.account(rec, served, None)
         rec.status, rec.error_code = 500, "internal_error"
-        return _error(rec, served, GatewayError("The gateway hit an internal error; see its log for "
-                                                f"{rec.request_id}.", code="internal_error"))
+        return _error(
+            rec,
+            served,
+            GatewayError(
+                f"The gateway hit an internal error; see its log for {rec.request_id}.", code="internal_error"
+            ),
+        )
     finally:
         if rec.status and not (rec.stream and rec.status == 200):
             rec.latency_ms = (time.monotonic() - t0) * 1000
@@ -106,12 +121,14 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
 
 
 def _error(rec: UsageRecord, served: Served, err: GatewayError) -> Response:
-    return Response(openai_error_body(err), err.status, {**_headers(rec, served), **err.headers},
-                    media_type=_JSON)
+    return Response(
+        openai_error_body(err), err.status, {**_headers(rec, served), **err.headers}, media_type=_JSON
+    )
 
 
-def _stream_response(gw: Gateway, req: ChatRequest, rec: UsageRecord, served: Served, opened: OpenedStream,
-                     t0: float) -> SSEResponse:
+def _stream_response(
+    gw: Gateway, req: ChatRequest, rec: UsageRecord, served: Served, opened: OpenedStream, t0: float
+) -> SSEResponse:
     rec.status = 200
     gw.account(rec, served, None)
     watch = opened.watch
@@ -139,8 +156,10 @@ def _stream_response(gw: Gateway, req: ChatRequest, rec: UsageRecord, served: Se
                     yield tail.raw + b"\n\n"
             if not watch.done:
                 if watch.finish_reason is None:
-                    raise UpstreamError("upstream stream ended before a finish_reason or [DONE]",
-                                        error_class=ErrorClass.STREAM_CUT)
+                    raise UpstreamError(
+                        "upstream stream ended before a finish_reason or [DONE]",
+                        error_class=ErrorClass.STREAM_CUT,
+                    )
                 yield b"data: [DONE]\n\n"
         except UpstreamError as err:
             rec.error_code = err.error_class.value
@@ -168,5 +187,7 @@ async def list_models(request: Request) -> Response:
         principal = await gw.auth.authenticate(request.headers.get("authorization"))
     except GatewayError as err:
         return Response(openai_error_body(err), err.status, media_type=_JSON)
-    data = [{"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in gw.routes_for(principal)]
+    data = [
+        {"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in gw.routes_for(principal)
+    ]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)

@@ -30,8 +30,11 @@ class SSEResponse:
         finalize: Callable[[bool], Awaitable[None]],
     ) -> None:
         self.body = body
-        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        self.headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
         self.headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         self.finalize = finalize
 

@@ -30,12 +30,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys_cmd.app, name="keys", help="Create, list and revoke virtual keys.")
-app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1h --by tenant`.")(usage_cmd.usage)
+app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1h --by tenant`.")(
+    usage_cmd.usage
+)
 
 err = Console(stderr=True)
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="relaygate.yaml; default: $RELAYGATE_CONFIG, else the embedded default"),
+    typer.Option(
+        "--config", "-c", help="relaygate.yaml; default: $RELAYGATE_CONFIG, else the embedded default"
+    ),
 ]
 
 
@@ -55,8 +59,10 @@ def check_config(config: ConfigOpt = None) -> None:
     """Validate a config file without serving; exit 2 with one line naming file, field and reason."""
     cfg, source = _load(config)
     deployments = sum(len(r.deployments) for r in cfg.routes.values())
-    err.print(f"ok: {source}: {len(cfg.providers)} providers, {len(cfg.routes)} routes, "
-              f"{deployments} deployments, {len(cfg.tenants)} tenants")
+    err.print(
+        f"ok: {source}: {len(cfg.providers)} providers, {len(cfg.routes)} routes, "
+        f"{deployments} deployments, {len(cfg.tenants)} tenants"
+    )
 
 
 @app.command()
@@ -75,16 +81,25 @@ def serve(
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     if cfg.auth.mode == "open" and host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[red]refusing to serve with auth.mode=open on {host}[/red]: open mode is for loopback "
-                  "only; set auth.mode: keys and create keys with `relaygate keys create`.")
+        err.print(
+            f"[red]refusing to serve with auth.mode=open on {host}[/red]: open mode is for loopback "
+            "only; set auth.mode: keys and create keys with `relaygate keys create`."
+        )
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     err.print(f"relaygate {__version__}: config {source}")
     err.print(f"routes: {', '.join(cfg.routes) or '(none)'}; auth: {cfg.auth.mode}")
     err.print(f"OpenAI base URL: http://{host}:{port}/v1")
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+Capability = Literal["tools", "vision", "json_schema", "streaming"]
+ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "streaming")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
 
 
@@ -93,9 +95,7 @@ class DeploymentConfig(_Strict):
     price: Price = Price()
     context_window: int | None = Field(None, gt=0, description="tokens")
     weight: float = Field(1.0, gt=0)
-    capabilities: list[Literal["tools", "vision", "json_schema", "streaming"]] = Field(
-        default_factory=lambda: ["tools", "vision", "json_schema", "streaming"]
-    )
+    capabilities: list[Capability] = Field(default_factory=lambda: list(ALL_CAPABILITIES))
 
     @property
     def deployment_id(self) -> str:

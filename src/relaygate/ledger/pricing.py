@@ -11,8 +11,9 @@ from relaygate.config.schema import Price
 __all__ = ["cost_usd"]
 
 
-def cost_usd(price: Price, prompt_tokens: int | None, completion_tokens: int | None,
-             cached_tokens: int | None = None) -> float | None:
+def cost_usd(
+    price: Price, prompt_tokens: int | None, completion_tokens: int | None, cached_tokens: int | None = None
+) -> float | None:
     """USD cost; None when upstream reported no usage at all.
 
     ``prompt_tokens`` includes ``cached_tokens`` (OpenAI's convention: cached tokens are a

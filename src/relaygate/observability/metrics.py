@@ -19,29 +19,49 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("relaygate_requests_total", "Client requests by route and status",
-                                ["route", "status"], registry=r)
-        self.attempts = Counter("relaygate_upstream_attempts_total",
-                                "Upstream attempts by deployment and outcome", ["deployment", "outcome"],
-                                registry=r)
-        self.latency = Histogram("relaygate_request_duration_seconds", "Client request latency",
-                                 ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("relaygate_time_to_first_token_seconds", "Stream time to first content",
-                              ["route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("relaygate_tokens_total", "Tokens by deployment and kind",
-                              ["deployment", "kind"], registry=r)
-        self.cost = Counter("relaygate_cost_usd_total", "Cost in USD by deployment", ["deployment"],
-                            registry=r)
-        self.breaker_open = Gauge("relaygate_circuit_breaker_open",
-                                  "1 when the deployment's breaker is open or half-open", ["deployment"],
-                                  registry=r)
-        self.ledger_pending = Gauge("relaygate_ledger_pending_rows", "Ledger rows not yet written",
-                                    registry=r)
+        self.requests = Counter(
+            "relaygate_requests_total", "Client requests by route and status", ["route", "status"], registry=r
+        )
+        self.attempts = Counter(
+            "relaygate_upstream_attempts_total",
+            "Upstream attempts by deployment and outcome",
+            ["deployment", "outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "relaygate_request_duration_seconds",
+            "Client request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "relaygate_time_to_first_token_seconds",
+            "Stream time to first content",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "relaygate_tokens_total", "Tokens by deployment and kind", ["deployment", "kind"], registry=r
+        )
+        self.cost = Counter(
+            "relaygate_cost_usd_total", "Cost in USD by deployment", ["deployment"], registry=r
+        )
+        self.breaker_open = Gauge(
+            "relaygate_circuit_breaker_open",
+            "1 when the deployment's breaker is open or half-open",
+            ["deployment"],
+            registry=r,
+        )
+        self.ledger_pending = Gauge(
+            "relaygate_ledger_pending_rows", "Ledger rows not yet written", registry=r
+        )
         self.ledger_written = Gauge("relaygate_ledger_written_rows", "Ledger rows written", registry=r)
-        self.ledger_errors = Gauge("relaygate_ledger_write_errors", "Failed ledger batch writes",
-                                   registry=r)
-        self.ledger_dropped = Gauge("relaygate_ledger_dropped_rows", "Ledger rows lost (should be 0)",
-                                    registry=r)
+        self.ledger_errors = Gauge("relaygate_ledger_write_errors", "Failed ledger batch writes", registry=r)
+        self.ledger_dropped = Gauge(
+            "relaygate_ledger_dropped_rows", "Ledger rows lost (should be 0)", registry=r
+        )
 
     def on_attempt(self, a: AttemptRecord) -> None:
         self.attempts.labels(a.deployment, a.error_class or "ok").inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -96,14 +96,20 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             None,
         ) from exc
     if not isinstance(data, dict):
-        raise _bad(f"Invalid type for request body: expected an object, but got {_type_name(data)}.",
-                   None, "invalid_type")
+        raise _bad(
+            f"Invalid type for request body: expected an object, but got {_type_name(data)}.",
+            None,
+            "invalid_type",
+        )
     model = data.get("model")
     if model is None:
         raise _bad("you must provide a model parameter", "model", None)
     if not isinstance(model, str) or not model:
-        raise _bad(f"Invalid type for 'model': expected a non-empty string, but got {_type_name(model)}.",
-                   "model", "invalid_type")
+        raise _bad(
+            f"Invalid type for 'model': expected a non-empty string, but got {_type_name(model)}.",
+            "model",
+            "invalid_type",
+        )
     _check_messages(data.get("messages"))
     for name, value in data.items():
         spec = _SCALARS.get(name)
@@ -111,30 +117,39 @@ def parse_chat_request(body: bytes) -> ChatRequest:
             continue
         types, tname = spec
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise _bad(f"Invalid type for '{name}': expected {tname}, but got {_type_name(value)}.",
-                       name, "invalid_type")
+            raise _bad(
+                f"Invalid type for '{name}': expected {tname}, but got {_type_name(value)}.",
+                name,
+                "invalid_type",
+            )
         lim = _RANGES.get(name)
-        if lim and not lim[0] <= value <= lim[1]:
+        if lim and not lim[0] <= cast(float, value) <= lim[1]:
             raise _bad(f"Invalid value for '{name}': {value} is outside [{lim[0]}, {lim[1]}].", name)
-        if name in ("n", "max_tokens", "max_completion_tokens") and value < 1:
+        if name in ("n", "max_tokens", "max_completion_tokens") and cast(int, value) < 1:
             raise _bad(f"Invalid value for '{name}': must be at least 1.", name)
     stream = data.get("stream", False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
-        raise _bad(f"Invalid type for 'stream': expected boolean, but got {_type_name(stream)}.",
-                   "stream", "invalid_type")
+        raise _bad(
+            f"Invalid type for 'stream': expected boolean, but got {_type_name(stream)}.",
+            "stream",
+            "invalid_type",
+        )
     stop = data.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
-        raise _bad("Invalid type for 'stop': expected a string or an array of strings.", "stop", "invalid_type")
+        raise _bad(
+            "Invalid type for 'stop': expected a string or an array of strings.", "stop", "invalid_type"
+        )
     opts = data.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise _bad("Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type")
     if opts and not stream:
-        raise _bad("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                   "stream_options")
+        raise _bad(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+        )
     include_usage = bool(opts and opts.get("include_usage") is True)
     return ChatRequest(body=body, data=data, model=model, stream=stream, include_usage=include_usage)
 
@@ -143,27 +158,47 @@ def _check_messages(messages: object) -> None:
     if messages is None:
         raise _bad("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
     if not isinstance(messages, list):
-        raise _bad(f"Invalid type for 'messages': expected an array, but got {_type_name(messages)}.",
-                   "messages", "invalid_type")
+        raise _bad(
+            f"Invalid type for 'messages': expected an array, but got {_type_name(messages)}.",
+            "messages",
+            "invalid_type",
+        )
     if not messages:
-        raise _bad("Invalid 'messages': empty array. Expected an array with minimum length 1.",
-                   "messages", "empty_array")
+        raise _bad(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            "messages",
+            "empty_array",
+        )
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise _bad(f"Invalid type for '{where}': expected an object, but got {_type_name(msg)}.",
-                       where, "invalid_type")
+            raise _bad(
+                f"Invalid type for '{where}': expected an object, but got {_type_name(msg)}.",
+                where,
+                "invalid_type",
+            )
         role = msg.get("role")
         if role not in _ROLES:
-            raise _bad(f"Invalid value for '{where}.role': {role!r}. Supported values are: "
-                       + ", ".join(sorted(_ROLES)) + ".", f"{where}.role")
+            raise _bad(
+                f"Invalid value for '{where}.role': {role!r}. Supported values are: "
+                + ", ".join(sorted(_ROLES))
+                + ".",
+                f"{where}.role",
+            )
         content = msg.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise _bad(f"Invalid type for '{where}.content': expected a string or an array of content "
-                       f"parts, but got {_type_name(content)}.", f"{where}.content", "invalid_type")
+            raise _bad(
+                f"Invalid type for '{where}.content': expected a string or an array of content "
+                f"parts, but got {_type_name(content)}.",
+                f"{where}.content",
+                "invalid_type",
+            )
         if content is None and role in ("system", "developer", "user"):
-            raise _bad(f"Missing required parameter: '{where}.content'.", f"{where}.content",
-                       "missing_required_parameter")
+            raise _bad(
+                f"Missing required parameter: '{where}.content'.",
+                f"{where}.content",
+                "missing_required_parameter",
+            )
 
 
 # A JSON string token, or one structural character. Inside strings quotes are escaped, so the

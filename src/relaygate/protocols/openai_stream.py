@@ -74,8 +74,11 @@ class StreamWatch:
                 kind = ChunkKind.CONTENT
             delta = ch.get("delta")
             if isinstance(delta, dict) and (
-                delta.get("content") or delta.get("tool_calls") or delta.get("refusal")
-                or delta.get("reasoning_content") or delta.get("function_call")
+                delta.get("content")
+                or delta.get("tool_calls")
+                or delta.get("refusal")
+                or delta.get("reasoning_content")
+                or delta.get("function_call")
             ):
                 kind = ChunkKind.CONTENT
         if kind is ChunkKind.CONTENT:

@@ -15,8 +15,8 @@ The patterns live in one table each, with sources:
 from __future__ import annotations
 
 import re
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import orjson
 
@@ -33,12 +33,18 @@ REGION_BLOCK_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?:country|region|territory|location) (?:is )?not supported"),
     re.compile(r"unsupported (?:country|region|location)"),
 )
-_QUOTA = re.compile(r"insufficient_quota|exceeded your current quota|billing|credit balance|"
-                    r"quota exceeded|arrearage|insufficient balance|payment required")
-_CONTEXT = re.compile(r"context_length_exceeded|maximum context length|context window|"
-                      r"prompt is too long|too many tokens|input is too long|exceeds the context")
-_CONTENT = re.compile(r"content_policy_violation|content_filter|content management policy|"
-                      r"safety system|data_inspection_failed")
+_QUOTA = re.compile(
+    r"insufficient_quota|exceeded your current quota|billing|credit balance|"
+    r"quota exceeded|arrearage|insufficient balance|payment required"
+)
+_CONTEXT = re.compile(
+    r"context_length_exceeded|maximum context length|context window|"
+    r"prompt is too long|too many tokens|input is too long|exceeds the context"
+)
+_CONTENT = re.compile(
+    r"content_policy_violation|content_filter|content management policy|"
+    r"safety system|data_inspection_failed"
+)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -91,8 +97,11 @@ def classify_http_error(status: int, headers: dict[str, str], body: bytes) -> Up
     def err(cls: ErrorClass, what: str) -> UpstreamError:
         return UpstreamError(
             f"upstream {status}: {what}" + (f": {message[:200]}" if message else ""),
-            error_class=cls, upstream_status=status, upstream_body=body,
-            retry_after_s=retry_after, upstream_headers=headers,
+            error_class=cls,
+            upstream_status=status,
+            upstream_body=body,
+            retry_after_s=retry_after,
+            upstream_headers=headers,
         )
 
     if status == 451 or any(p.search(text) for p in REGION_BLOCK_PATTERNS):

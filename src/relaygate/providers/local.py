@@ -48,8 +48,13 @@ class LocalModelProvider(OpenAICompatProvider):
     """Starts the llama.cpp server at ``start()``; ``unavailable`` holds why it could not."""
 
     def __init__(self, name: str, config: LocalProvider) -> None:
-        shim = OpenAIProvider(protocol="openai", base_url="http://127.0.0.1:0", timeouts=config.timeouts,
-                              max_connections=config.parallel * 4, stream_usage=True)
+        shim = OpenAIProvider(
+            protocol="openai",
+            base_url="http://127.0.0.1:0",
+            timeouts=config.timeouts,
+            max_connections=config.parallel * 4,
+            stream_usage=True,
+        )
         super().__init__(name, shim)
         self.local = config
         self.unavailable: str | None = None

@@ -36,8 +36,11 @@ class OpenAICompatProvider:
             if key:
                 self._headers["authorization"] = f"Bearer {key}"
             else:
-                log.warning("provider %s: env var %s is not set; upstream will likely answer 401",
-                            name, config.api_key_env)
+                log.warning(
+                    "provider %s: env var %s is not set; upstream will likely answer 401",
+                    name,
+                    config.api_key_env,
+                )
 
     async def start(self) -> None:
         await self.transport.start()

@@ -61,13 +61,21 @@ async def attempt_completion(provider: Provider, dep: DeploymentConfig, req: Cha
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamError("upstream returned a body that is not JSON", error_class=ErrorClass.MALFORMED,
-                            upstream_status=resp.status, upstream_body=body[:2000]) from exc
+        raise UpstreamError(
+            "upstream returned a body that is not JSON",
+            error_class=ErrorClass.MALFORMED,
+            upstream_status=resp.status,
+            upstream_body=body[:2000],
+        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             raise stream_error(data["error"])
-        raise UpstreamError("upstream response has no choices", error_class=ErrorClass.MALFORMED,
-                            upstream_status=resp.status, upstream_body=body[:2000])
+        raise UpstreamError(
+            "upstream response has no choices",
+            error_class=ErrorClass.MALFORMED,
+            upstream_status=resp.status,
+            upstream_body=body[:2000],
+        )
     finish = None
     if data["choices"] and isinstance(data["choices"][0], dict):
         finish = data["choices"][0].get("finish_reason")
@@ -88,8 +96,11 @@ async def attempt_stream(
         opened.ended = True
         if tail is not None and _take(opened, [tail]):
             return opened
-        raise UpstreamError("upstream stream ended before any content", error_class=ErrorClass.STREAM_CUT,
-                            upstream_status=resp.status)
+        raise UpstreamError(
+            "upstream stream ended before any content",
+            error_class=ErrorClass.STREAM_CUT,
+            upstream_status=resp.status,
+        )
     except BaseException:
         resp.close()
         raise

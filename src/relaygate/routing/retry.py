@@ -34,10 +34,18 @@ class Decision:
 
 # Failures that say the deployment is unhealthy (rate limits and request-specific rejections
 # do not: a 429 is handled by Retry-After cooldowns, a 400 by the client).
-_BREAKER_CLASSES = frozenset({
-    ErrorClass.SERVER_ERROR, ErrorClass.TIMEOUT, ErrorClass.CONNECTION, ErrorClass.MALFORMED,
-    ErrorClass.STREAM_CUT, ErrorClass.REGION_BLOCKED, ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED,
-})
+_BREAKER_CLASSES = frozenset(
+    {
+        ErrorClass.SERVER_ERROR,
+        ErrorClass.TIMEOUT,
+        ErrorClass.CONNECTION,
+        ErrorClass.MALFORMED,
+        ErrorClass.STREAM_CUT,
+        ErrorClass.REGION_BLOCKED,
+        ErrorClass.AUTH,
+        ErrorClass.QUOTA_EXHAUSTED,
+    }
+)
 
 
 def counts_against_breaker(cls: ErrorClass) -> bool:

@@ -76,9 +76,15 @@ class Router:
         for dep in order_deployments(route, self.rng):
             did = dep.deployment_id
             if min_context is not None and (dep.context_window or 0) <= min_context:
-                causes.append((did, UpstreamError(
-                    f"skipped: context window {dep.context_window} not larger than {min_context}",
-                    error_class=ErrorClass.CONTEXT_LENGTH)))
+                causes.append(
+                    (
+                        did,
+                        UpstreamError(
+                            f"skipped: context window {dep.context_window} not larger than {min_context}",
+                            error_class=ErrorClass.CONTEXT_LENGTH,
+                        ),
+                    )
+                )
                 continue
             skip = await self._wait_or_skip(did, cfg.max_wait_ms)
             if skip is not None:
@@ -99,8 +105,9 @@ class Router:
                     else:
                         breaker.on_neutral()
                     if err.retry_after_s:
-                        self.cooldown_until[did] = max(self.cooldown_until.get(did, 0.0),
-                                                       self.clock() + err.retry_after_s)
+                        self.cooldown_until[did] = max(
+                            self.cooldown_until.get(did, 0.0), self.clock() + err.retry_after_s
+                        )
                     decision = retry.decide(err, n, cfg, self.rng)
                     if decision.action is retry.Action.RELAY:
                         raise
@@ -127,19 +134,26 @@ class Router:
         wait = self.cooldown_until.get(did, 0.0) - now
         if wait > 0:
             if wait * 1000 > max_wait_ms:
-                return UpstreamError(f"skipped: cooling down for {wait:.1f}s after Retry-After",
-                                     error_class=ErrorClass.COOLDOWN, retry_after_s=wait)
+                return UpstreamError(
+                    f"skipped: cooling down for {wait:.1f}s after Retry-After",
+                    error_class=ErrorClass.COOLDOWN,
+                    retry_after_s=wait,
+                )
             await asyncio.sleep(wait)
             now = self.clock()
         breaker = self.breakers.get(did)
         if not breaker.allow(now):
             left = breaker.retry_after(now)
-            return UpstreamError(f"skipped: circuit breaker open ({left:.1f}s left)",
-                                 error_class=ErrorClass.CIRCUIT_OPEN, retry_after_s=left or None)
+            return UpstreamError(
+                f"skipped: circuit breaker open ({left:.1f}s left)",
+                error_class=ErrorClass.CIRCUIT_OPEN,
+                retry_after_s=left or None,
+            )
         return None
 
-    def _record(self, served: Served, dep: DeploymentConfig, status: int | None, cls: str | None,
-                t0: float) -> None:
+    def _record(
+        self, served: Served, dep: DeploymentConfig, status: int | None, cls: str | None, t0: float
+    ) -> None:
         rec = AttemptRecord(dep.deployment_id, dep.provider, status, cls, (self.clock() - t0) * 1000)
         served.attempts.append(rec)
         if self._on_attempt is not None:
@@ -147,8 +161,10 @@ class Router:
 
     @staticmethod
     def _exhausted(route_name: str, causes: list[tuple[str, UpstreamError]]) -> Exception:
-        if causes and all(e.error_class in _WAIT_CLASSES for _, e in causes) and any(
-            e.error_class is not ErrorClass.CIRCUIT_OPEN for _, e in causes
+        if (
+            causes
+            and all(e.error_class in _WAIT_CLASSES for _, e in causes)
+            and any(e.error_class is not ErrorClass.CIRCUIT_OPEN for _, e in causes)
         ):
             waits = [e.retry_after_s for _, e in causes if e.retry_after_s]
             return RateLimitError(

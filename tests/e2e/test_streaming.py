@@ -1,0 +1,125 @@
+"""Streaming through the gateway: failover before the first content byte, clean errors after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from relaygate.sim import SimHandle, run_sim_in_thread
+from tests.e2e.harness import RunningGateway, run_gateway
+from tests.e2e.test_failover import MSG, config, two_deps
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimHandle]:
+    with run_sim_in_thread({}) as handle:
+        yield handle
+
+
+@pytest.fixture
+def start(sim: SimHandle, tmp_path: Path) -> Iterator[Any]:
+    stack: list[Any] = []
+
+    def go(scenario: dict[str, Any], routes: str | None = None) -> RunningGateway:
+        sim.set_scenario({"models": scenario})
+        sim.reset()
+        cm = run_gateway(config(sim, routes or two_deps("primary")), storage_url=f"sqlite:///{tmp_path}/s.db")
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield go
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+def _client(gw: RunningGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url, api_key="sk", max_retries=0, timeout=10)
+
+
+def _last_row(gw: RunningGateway, expect: int = 1) -> Any:
+    return gw.ledger_rows(expect)[0]
+
+
+def test_stream_usage_only_when_asked(start: Any) -> None:
+    gw = start({"primary": {"reply": "one two three"}})
+    c = _client(gw)
+    chunks = list(c.chat.completions.create(model="chat", messages=MSG, stream=True))
+    assert all(ch.usage is None for ch in chunks)
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "one two three"
+    # the gateway still learned the usage (it asked upstream for it) and priced it
+    row = _last_row(gw)
+    assert row.completion_tokens == 3 and row.cost_usd is not None and row.cost_usd > 0
+    assert row.complete and row.finish_reason == "stop" and row.ttft_ms is not None
+
+    chunks = list(
+        c.chat.completions.create(
+            model="chat", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert _last_row(gw, 2).completion_tokens == 3
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_stream_ends_with_done_on_the_wire(start: Any) -> None:
+    gw = start({"primary": {"reply": "a b"}})
+    body = {"model": "chat", "messages": MSG, "stream": True}
+    with httpx.stream("POST", gw.base_url + "/chat/completions", json=body) as r:
+        raw = b"".join(r.iter_bytes())
+        assert r.headers["content-type"].startswith("text/event-stream")
+    assert raw.rstrip().endswith(b"data: [DONE]")
+    assert raw.count(b"[DONE]") == 1
+
+
+@pytest.mark.parametrize(
+    "step",
+    [{"status": 503}, {"cut_after_chunks": 0}, {"hang": True}, {"error": {"preset": "region_block_403"}}],
+)
+def test_stream_fails_over_before_first_content(start: Any, sim: SimHandle, step: dict[str, Any]) -> None:
+    gw = start({"primary": {"steps": [step]}, "good": {"reply": "fallback stream"}})
+    with _client(gw).chat.completions.with_streaming_response.create(
+        model="chat", messages=MSG, stream=True
+    ) as resp:
+        assert resp.headers["x-relaygate-deployment"] == "p2/good"
+        text = "".join(ch.choices[0].delta.content or "" for ch in resp.parse() if ch.choices)
+    assert text == "fallback stream"
+    assert _last_row(gw).complete
+
+
+def test_stream_cut_midway_is_an_sdk_error_not_a_hang(start: Any) -> None:
+    gw = start({"primary": {"reply": "w1 w2 w3 w4 w5 w6", "cut_after_chunks": 3}})
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as exc:
+        for ch in _client(gw).chat.completions.create(model="chat", messages=MSG, stream=True):
+            if ch.choices:
+                got.append(ch.choices[0].delta.content or "")
+                assert ch.choices[0].finish_reason is None  # never a made-up "stop"
+    assert "".join(got).strip().startswith("w1")
+    assert "stream" in str(exc.value).lower()
+    row = _last_row(gw)
+    # the sim drops the connection: seen as a broken connection (or a cut stream)
+    assert row.status == 200 and not row.complete and row.error_code in ("connection", "stream_cut")
+
+
+def test_stream_idle_gap_timeout_after_content_ends_with_error_event(start: Any) -> None:
+    gw = start({"primary": {"reply": "slow words here", "chunk_gap_ms": 1500}})
+    with pytest.raises(openai.APIError):
+        list(_client(gw).chat.completions.create(model="chat", messages=MSG, stream=True))
+    row = _last_row(gw)
+    assert not row.complete and row.error_code == "timeout"
+    assert row.served_deployment == "p1/primary"
+
+
+def test_client_disconnect_mid_stream_still_records_a_row(start: Any) -> None:
+    gw = start({"primary": {"reply": " ".join(f"w{i}" for i in range(50)), "chunk_gap_ms": 20}})
+    body = {"model": "chat", "messages": MSG, "stream": True}
+    with httpx.stream("POST", gw.base_url + "/chat/completions", json=body) as r:
+        for _ in r.iter_raw():
+            break  # leave after the first bytes
+    row = _last_row(gw)
+    assert row.stream and not row.complete
