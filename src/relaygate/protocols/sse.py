@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 __all__ = ["SSEDecoder", "SSEEvent", "encode_event"]
 
-_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# Two line ends in a row end an event; a line end is CRLF, LF or CR (WHATWG 9.2.5). Atomic groups
+# keep a lone CRLF from counting as two line ends.
+_BOUNDARY = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 
 
 @dataclass(slots=True)
@@ -37,8 +39,8 @@ class SSEDecoder:
         pos = 0
         while True:
             m = _BOUNDARY.search(buf, pos)
-            if m is None:
-                break
+            if m is None or (m.end() == len(buf) and buf.endswith(b"\r")):
+                break  # a trailing CR may be the first half of a CRLF still in flight
             events.append(_parse(buf[pos : m.end()], buf[pos : m.start()]))
             pos = m.end()
         self._buf = buf[pos:]

@@ -33,9 +33,13 @@ REGION_BLOCK_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?:country|region|territory|location) (?:is )?not supported"),
     re.compile(r"unsupported (?:country|region|location)"),
 )
+# Quota / billing exhaustion. Specific phrases only: OpenAI's ordinary rate-limit message links
+# to the billing page, so the bare word "billing" must not match. Anthropic reports an empty
+# credit balance as a 400 ("Your credit balance is too low"), hence checked on every 4xx.
 _QUOTA = re.compile(
-    r"insufficient_quota|exceeded your current quota|billing|credit balance|"
-    r"quota exceeded|arrearage|insufficient balance|payment required"
+    r"insufficient_quota|exceeded your current quota|billing_hard_limit_reached|billing_not_active|"
+    r"credit balance is too low|quota exceeded|arrearage|insufficient balance|insufficient_balance|"
+    r"payment required"
 )
 _CONTEXT = re.compile(
     r"context_length_exceeded|maximum context length|context window|"
@@ -106,7 +110,7 @@ def classify_http_error(status: int, headers: dict[str, str], body: bytes) -> Up
 
     if status == 451 or any(p.search(text) for p in REGION_BLOCK_PATTERNS):
         return err(ErrorClass.REGION_BLOCKED, "region blocked")
-    if status in (402,) or (status == 429 and _QUOTA.search(text)):
+    if status == 402 or (400 <= status < 500 and _QUOTA.search(text)):
         return err(ErrorClass.QUOTA_EXHAUSTED, "quota or billing exhausted")
     if status == 429:
         return err(ErrorClass.RATE_LIMITED, "rate limited")

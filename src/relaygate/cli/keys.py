@@ -1,0 +1,115 @@
+"""``relaygate keys``: create, list and revoke virtual keys.
+
+Results go to standard output (``create`` prints the new key alone on one line, so
+``KEY=$(relaygate keys create --tenant acme)`` works); messages go to standard error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relaygate.ledger.db import StorageError
+from relaygate.ledger.key_store import KeyStore
+from relaygate.ledger.migrate import open_database
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Create, list and revoke virtual keys.", no_args_is_help=True, add_completion=False)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
+]
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _key_store(db: str | None) -> Iterator[KeyStore]:
+    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
+    try:
+        engine = open_database(db)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    try:
+        yield KeyStore(engine)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant name (created if new)")],
+    region: Annotated[
+        str | None, typer.Option("--region", help="region whose law applies to the tenant, e.g. EU, US, CN")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a key for a tenant and print it once; only its hash is stored."""
+    with _key_store(db) as store:
+        try:
+            key_id, plaintext = store.create_key(tenant, region)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--tenant'") from None
+    typer.echo(plaintext)
+    where = f" (region {region})" if region else ""
+    _stderr().print(
+        f"created {key_id} for tenant {tenant}{where}. The key above is shown only once: store it now.",
+        soft_wrap=True,
+    )
+
+
+@app.command("list")
+def list_keys(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's keys")] = None,
+    db: DbOption = None,
+) -> None:
+    """List keys (id, tenant, region, first characters, created, revoked); never the key itself."""
+    with _key_store(db) as store:
+        records = store.list_keys(tenant)
+    if not records:
+        _stderr().print("no keys" + (f" for tenant {tenant}" if tenant else ""))
+        return
+    table = Table("key id", "tenant", "region", "key starts", "created (UTC)", "status")
+    for record in records:
+        status = "active" if record.revoked_at is None else f"revoked {_when(record.revoked_at)}"
+        table.add_row(
+            record.key_id,
+            record.tenant,
+            record.region or "-",
+            record.key_prefix + "...",
+            _when(record.created_at),
+            status,
+        )
+    Console(highlight=False).print(table)
+
+
+@app.command()
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="key id as shown by `keys list`, e.g. key_ab12cd34")],
+    db: DbOption = None,
+) -> None:
+    """Revoke a key. Gateways stop accepting it within seconds (their lookup cache TTL)."""
+    with _key_store(db) as store:
+        revoked = store.revoke(key_id)
+    if not revoked:
+        _stderr().print(f"[red]no active key {key_id}[/red] (unknown or already revoked)")
+        raise typer.Exit(1)
+    _stderr().print(f"revoked {key_id}")
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")

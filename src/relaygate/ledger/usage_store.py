@@ -1,0 +1,184 @@
+"""Usage rows in the database: batched inserts from the writer, aggregates for reports.
+
+Sync methods (SQLAlchemy Core); async callers go through ``LedgerWriter`` or ``asyncio.to_thread``.
+Units as in ``records.py``: tokens, USD, milliseconds, UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+import sqlalchemy as sa
+
+from relaygate.ledger.db import transaction
+from relaygate.ledger.records import AttemptRecord, UsageRecord
+from relaygate.ledger.schema import usage
+
+__all__ = ["GROUP_BY", "GroupBy", "UsageStore", "UsageSummary"]
+
+GroupBy = Literal["tenant", "route", "deployment"]
+GROUP_BY: tuple[GroupBy, ...] = ("tenant", "route", "deployment")
+_GROUP_COLUMNS = {"tenant": "tenant", "route": "route", "deployment": "served_deployment"}
+_ATTEMPT_FIELDS = ("deployment", "provider", "status", "error_class", "latency_ms")
+_TEXT_FIELDS = (
+    "request_id",
+    "endpoint",
+    "tenant",
+    "key_id",
+    "route",
+    "error_code",
+    "served_deployment",
+    "served_provider",
+    "finish_reason",
+)
+
+
+class UsageSummary(TypedDict):
+    """One aggregated row of ``UsageStore.query_usage``.
+
+    ``key``: the tenant, route or served deployment (None for rows without one, e.g. requests
+    refused before routing). ``errors``: requests the client saw fail (status >= 400) plus
+    streams that ended incomplete. Token and cost sums treat unreported values as 0;
+    ``avg_latency_ms`` / ``avg_ttft_ms`` average the rows that have a value (None if none do).
+    """
+
+    key: str | None
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    avg_latency_ms: float | None
+    avg_ttft_ms: float | None
+
+
+class UsageStore:
+    """Reads and writes the ``usage`` table through ``engine`` (owned by the caller)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def insert_usage(self, rows: Sequence[UsageRecord]) -> None:
+        """Insert ``rows`` in one transaction (one ``executemany``: the driver batches it).
+
+        All or nothing. Raises ``StorageError`` (``transient`` says whether retrying may help).
+        """
+        if not rows:
+            return
+        values = [_to_row(record) for record in rows]
+        with transaction(self._engine, write=True) as conn:
+            conn.execute(usage.insert(), values)
+
+    def query_usage(self, since: datetime, by: GroupBy) -> list[UsageSummary]:
+        """Aggregate rows with ``ts >= since`` (naive means UTC) grouped ``by`` tenant, route or
+        served deployment, most requests first. Raises ``ValueError`` for another ``by``.
+        """
+        if by not in _GROUP_COLUMNS:
+            raise ValueError(f"by must be one of {', '.join(GROUP_BY)}, not {by!r}")
+        key = usage.c[_GROUP_COLUMNS[by]]
+        failed = sa.or_(usage.c.status >= 400, sa.not_(usage.c.complete))
+        requests = sa.func.count()
+        stmt = (
+            sa.select(
+                key.label("key"),
+                requests.label("requests"),
+                sa.func.sum(sa.case((failed, 1), else_=0)).label("errors"),
+                sa.func.sum(sa.func.coalesce(usage.c.prompt_tokens, 0)).label("prompt_tokens"),
+                sa.func.sum(sa.func.coalesce(usage.c.completion_tokens, 0)).label("completion_tokens"),
+                sa.func.sum(sa.func.coalesce(usage.c.cached_tokens, 0)).label("cached_tokens"),
+                sa.func.sum(sa.func.coalesce(usage.c.cost_usd, 0.0)).label("cost_usd"),
+                sa.func.avg(usage.c.latency_ms).label("avg_latency_ms"),
+                sa.func.avg(usage.c.ttft_ms).label("avg_ttft_ms"),
+            )
+            .where(usage.c.ts >= since)
+            .group_by(key)
+            .order_by(requests.desc(), key)
+        )
+        with transaction(self._engine) as conn:
+            result = conn.execute(stmt).mappings().all()
+        return [_summary(row) for row in result]
+
+    def count_usage(self) -> int:
+        """Number of rows in the table."""
+        with transaction(self._engine) as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(usage)).scalar_one())
+
+    def list_usage(self, limit: int = 100) -> list[UsageRecord]:
+        """The newest ``limit`` rows (by insertion order), newest first, as records."""
+        stmt = sa.select(usage).order_by(usage.c.id.desc()).limit(limit)
+        with transaction(self._engine) as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [_from_row(row) for row in rows]
+
+
+def _clean(value: str | None) -> str | None:
+    # PostgreSQL refuses NUL in text and jsonb; client-chosen strings (model names) may hold one.
+    if value is not None and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
+def _to_row(record: UsageRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {name: _clean(getattr(record, name)) for name in _TEXT_FIELDS}
+    row.update(
+        ts=record.ts,
+        status=record.status,
+        stream=record.stream,
+        attempts=[
+            {
+                "deployment": _clean(a.deployment),
+                "provider": _clean(a.provider),
+                "status": a.status,
+                "error_class": _clean(a.error_class),
+                "latency_ms": a.latency_ms,
+            }
+            for a in record.attempts
+        ],
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cached_tokens=record.cached_tokens,
+        cost_usd=record.cost_usd,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        complete=record.complete,
+    )
+    return row
+
+
+def _from_row(row: Any) -> UsageRecord:
+    fields = {name: row[name] for name in _TEXT_FIELDS}
+    attempts = [AttemptRecord(**{f: a.get(f) for f in _ATTEMPT_FIELDS}) for a in row["attempts"] or []]
+    return UsageRecord(
+        ts=row["ts"],
+        status=row["status"],
+        stream=bool(row["stream"]),
+        attempts=attempts,
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cached_tokens=row["cached_tokens"],
+        cost_usd=row["cost_usd"],
+        latency_ms=row["latency_ms"],
+        ttft_ms=row["ttft_ms"],
+        complete=bool(row["complete"]),
+        **fields,
+    )
+
+
+def _summary(row: Any) -> UsageSummary:
+    def avg(value: Any) -> float | None:
+        return None if value is None else float(value)  # PostgreSQL returns Decimal
+
+    return UsageSummary(
+        key=row["key"],
+        requests=int(row["requests"]),
+        errors=int(row["errors"] or 0),
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        cached_tokens=int(row["cached_tokens"] or 0),
+        cost_usd=float(row["cost_usd"] or 0.0),
+        avg_latency_ms=avg(row["avg_latency_ms"]),
+        avg_ttft_ms=avg(row["avg_ttft_ms"]),
+    )
