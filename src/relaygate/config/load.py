@@ -7,19 +7,16 @@ Errors name the file, the line (from the YAML node's position) and the field pat
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from relaygate.config.schema import Config
+from relaygate.config.schema import Config, RefError
 from relaygate.errors import ConfigError
 
 __all__ = ["default_config", "load_config", "load_config_text"]
-
-_PATH_PREFIX = re.compile(r"^(?:Value error, )?([A-Za-z0-9_.:/@-]+(?:\.[A-Za-z0-9_:/@-]+)+): (.*)$", re.S)
 
 
 def default_config() -> Config:
@@ -65,39 +62,79 @@ def load_config_text(text: str, filename: str = "<string>") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(filename, "<root>", "the file must hold a mapping (key: value)", 1)
+    dup = _duplicate_key(root)
+    if dup is not None:
+        path, line = dup
+        raise ConfigError(filename, path, "duplicate key (YAML would silently keep the last one)", line)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = [str(x) for x in err["loc"]]
+        loc: list[str | int] = list(err["loc"])
         msg = str(err["msg"])
-        m = _PATH_PREFIX.match(msg)
-        if not loc and m:
-            loc, msg = m.group(1).split("."), m.group(2)
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, RefError):
+            loc, msg = list(cause.loc), str(cause)
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check spelling; see README 'Configuration')"
-        field = ".".join(loc) or "<root>"
+        path, line = _locate(root, loc)
         more = len(exc.errors()) - 1
         if more:
             msg += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise ConfigError(filename, field, msg, _line_of(root, loc)) from exc
+        raise ConfigError(filename, path, msg, line) from exc
 
 
-def _line_of(node: Any, loc: list[str]) -> int | None:
-    """1-based line of the deepest YAML node that ``loc`` reaches (None if unknown)."""
+def _key(node: yaml.MappingNode, part: str | int) -> tuple[Any, Any] | None:
+    return next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+
+
+def _locate(node: Any, loc: list[str | int]) -> tuple[str, int | None]:
+    """Field path (dotted) and 1-based line for a pydantic ``loc``.
+
+    Parts that are not keys in the YAML (the discriminator tag pydantic inserts for a
+    tagged union, e.g. ``providers.openai.<openai>.base_url``) are dropped; the line is the
+    key's line (where a typo is), not its value's.
+    """
+    parts: list[str] = []
     line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if str(k.value) == part), None)
-            if nxt is None:
-                key = next((k for k, _ in node.value if str(k.value) == part), None)
-                return key.start_mark.line + 1 if key is not None else line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
+            kv = _key(node, part)
+            if kv is None:
+                if i + 1 < len(loc) and _key(node, loc[i + 1]) is not None:
+                    continue  # a union tag: not in the file
+                parts.append(str(part))
+                node = None
+                continue
+            parts.append(str(part))
+            line, node = kv[0].start_mark.line + 1, kv[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            parts.append(str(part))
+            node = node.value[part]
+            line = node.start_mark.line + 1
         else:
-            break
-        line = node.start_mark.line + 1
-    return line
+            parts.append(str(part))
+            node = None
+    return ".".join(parts) or "<root>", line
+
+
+def _duplicate_key(node: Any, path: str = "") -> tuple[str, int] | None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            key = str(k.value)
+            where = f"{path}.{key}" if path else key
+            if key in seen:
+                return where, k.start_mark.line + 1
+            seen.add(key)
+            found = _duplicate_key(v, where)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found = _duplicate_key(v, f"{path}.{i}")
+            if found:
+                return found
+    return None

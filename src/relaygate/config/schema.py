@@ -17,6 +17,14 @@ ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "s
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
 
 
+class RefError(ValueError):
+    """A cross-reference error; ``loc`` is the field path as a tuple (names may contain dots)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,7 +114,8 @@ class RetryConfig(_Strict):
     """Retry on one deployment before moving on (429 rate limit, 5xx).
 
     ``max_attempts`` counts the first try. Backoff is exponential with full jitter
-    (AWS Architecture Blog, "Exponential Backoff and Jitter"): ``uniform(0, min(max, base*2**n))``.
+    (AWS Architecture Blog, "Exponential Backoff and Jitter"): before retry ``n`` (1-based) the wait
+    is ``uniform(0, min(max, base * 2**(n-1)))``.
     ``max_wait_ms`` is the longest wait (backoff or Retry-After) the gateway will sit out on
     one deployment; a longer Retry-After sends the request to the next deployment at once.
     """
@@ -183,26 +192,27 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
-        for name in [*self.providers, *self.routes, *self.tenants]:
-            if not _ID.match(name):
-                raise ValueError(f"name {name!r} may hold only letters, digits and _ . : / @ -")
+        for section in ("providers", "routes", "tenants"):
+            for name in getattr(self, section):
+                if not _ID.match(name):
+                    raise RefError((section, name), "names may hold only letters, digits and _ . : / @ -")
         for rname, route in self.routes.items():
             seen: set[str] = set()
             for i, dep in enumerate(route.deployments):
                 if dep.provider not in self.providers:
                     known = ", ".join(sorted(self.providers)) or "none"
-                    raise ValueError(
-                        f"routes.{rname}.deployments.{i}.provider: unknown provider "
-                        f"{dep.provider!r} (known: {known})"
+                    raise RefError(
+                        ("routes", rname, "deployments", i, "provider"),
+                        f"unknown provider {dep.provider!r} (known: {known})",
                     )
                 if dep.deployment_id in seen:
-                    raise ValueError(
-                        f"routes.{rname}.deployments.{i}: duplicate deployment {dep.deployment_id!r}; "
-                        "give each an explicit id"
+                    raise RefError(
+                        ("routes", rname, "deployments", i),
+                        f"duplicate deployment {dep.deployment_id!r}; give each an explicit id",
                     )
                 seen.add(dep.deployment_id)
         for tname, tenant in self.tenants.items():
             for r in tenant.allowed_routes or []:
                 if r not in self.routes:
-                    raise ValueError(f"tenants.{tname}.allowed_routes: unknown route {r!r}")
+                    raise RefError(("tenants", tname, "allowed_routes"), f"unknown route {r!r}")
         return self

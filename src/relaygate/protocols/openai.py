@@ -146,7 +146,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     opts = data.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise _bad("Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type")
-    if opts and not stream:
+    if opts is not None and not stream:
         raise _bad(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
         )
@@ -178,7 +178,7 @@ def _check_messages(messages: object) -> None:
                 "invalid_type",
             )
         role = msg.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise _bad(
                 f"Invalid value for '{where}.role': {role!r}. Supported values are: "
                 + ", ".join(sorted(_ROLES))
@@ -284,9 +284,13 @@ def usage_from(obj: object) -> Usage | None:
         return None
     u = Usage()
     pt, ct = obj.get("prompt_tokens"), obj.get("completion_tokens")
-    u.prompt_tokens = pt if isinstance(pt, int) else None
-    u.completion_tokens = ct if isinstance(ct, int) else None
+    u.prompt_tokens = pt if _count(pt) else None
+    u.completion_tokens = ct if _count(ct) else None
     details = obj.get("prompt_tokens_details")
-    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+    if isinstance(details, dict) and _count(details.get("cached_tokens")):
         u.cached_tokens = details["cached_tokens"]
     return u
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

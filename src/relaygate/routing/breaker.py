@@ -54,6 +54,8 @@ class CircuitBreaker:
         self.state, self.failures, self.probes = BreakerState.CLOSED, 0, 0
 
     def on_failure(self, now: float) -> None:
+        if self.state is BreakerState.OPEN:
+            return  # a late failure from before it opened must not extend the cooldown
         if self.state is BreakerState.HALF_OPEN:
             self._open(now)
             return
