@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 
 from relaygate import __version__
+from relaygate.cli import audit as audit_cmd
+from relaygate.cli import cutoff as cutoff_cmd
 from relaygate.cli import keys as keys_cmd
 from relaygate.cli import usage as usage_cmd
 from relaygate.config import Config, default_config, load_config
@@ -30,6 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys_cmd.app, name="keys", help="Create, list and revoke virtual keys.")
+app.add_typer(cutoff_cmd.app, name="cutoff", help="Set, clear and list provider cutoffs per region.")
+app.add_typer(audit_cmd.app, name="audit", help="List audit events and verify their hash chain.")
 app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1h --by tenant`.")(
     usage_cmd.usage
 )

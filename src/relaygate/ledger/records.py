@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -37,6 +38,10 @@ class UsageRecord:
       (for streams, the final usage chunk); None when upstream did not report them.
     - ``cost_usd``: computed from the served deployment's prices (USD per 1M tokens).
     - ``latency_ms``: request start to last byte; ``ttft_ms``: to the first content byte.
+    - ``tenant_region``: the region whose law applied (e.g. ``"EU"``); ``data_class``: the
+      request's class (``public``, ``internal``, ``personal``, ``restricted``).
+    - ``pii_entities``: entity types detected in the prompt (e.g. ``["EMAIL_ADDRESS"]``), never values.
+    - ``policy``: the full policy decision as a JSON object (candidates and exclusion reasons).
     """
 
     request_id: str
@@ -59,3 +64,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     complete: bool = True
     finish_reason: str | None = None
+    tenant_region: str | None = None
+    data_class: str | None = None
+    pii_entities: list[str] | None = None
+    policy: dict[str, Any] | None = None

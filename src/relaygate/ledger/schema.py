@@ -1,4 +1,4 @@
-"""Table declarations for tenants, virtual keys and usage rows (SQLAlchemy Core).
+"""Table declarations for tenants, virtual keys, usage rows, audit events and cutoffs (SQLAlchemy Core).
 
 These declarations describe the head revision of ``migrations/``; the migrations, not
 ``metadata.create_all``, create and change the tables (``tests/unit/test_ledger_store.py`` checks
@@ -14,7 +14,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["UTCDateTime", "metadata", "tenants", "usage", "virtual_keys"]
+__all__ = [
+    "UTCDateTime",
+    "audit_events",
+    "cutoff_version",
+    "cutoffs",
+    "metadata",
+    "tenants",
+    "usage",
+    "virtual_keys",
+]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -41,6 +50,11 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def _nullable_json() -> sa.types.TypeEngine[Any]:
+    # Python None becomes SQL NULL (not the JSON value null), so ``IS NULL`` finds unset rows.
+    return sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 metadata = sa.MetaData()
@@ -90,8 +104,70 @@ usage = sa.Table(
     sa.Column("ttft_ms", sa.Float(), nullable=True),
     sa.Column("complete", sa.Boolean(), nullable=False),
     sa.Column("finish_reason", sa.String(), nullable=True),
+    # Added by 0002: the facts policy saw and the decision it took (entity types, never values).
+    sa.Column("tenant_region", sa.String(), nullable=True),
+    sa.Column("data_class", sa.String(), nullable=True),
+    sa.Column("pii_entities", _nullable_json(), nullable=True),
+    sa.Column("policy", _nullable_json(), nullable=True),
     sa.Index("ix_usage_ts", "ts"),
     sa.Index("ix_usage_tenant_ts", "tenant", "ts"),
     sa.Index("ix_usage_route_ts", "route", "ts"),
     sa.Index("ix_usage_request_id", "request_id"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    # Assigned by the appender (last id + 1) because the id is part of the hashed content.
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(), nullable=False),
+    # Plain JSON, not JSONB: PostgreSQL keeps the text as written, so what was hashed reads back
+    # unchanged (JSONB rewrites numbers such as 1e300 and would break verification).
+    sa.Column("details", sa.JSON(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_events_ts", "ts"),
+    sa.Index("ix_audit_events_kind", "kind"),
+)
+
+_ACTIVE = "cleared_at IS NULL"
+
+cutoffs = sa.Table(
+    "cutoffs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("provider", sa.String(128), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),  # upper case; "*" = every region
+    sa.Column("reason", sa.String(), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # "operator" | "detected"
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("probe_successes", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_probe_at", UTCDateTime(), nullable=True),
+    sa.Column("cleared_at", UTCDateTime(), nullable=True),  # history is kept: cleared, never deleted
+    sa.Column("cleared_by", sa.String(128), nullable=True),
+    sa.Column("clear_reason", sa.String(), nullable=True),
+    # At most one open row per pair, even with two writers racing.
+    sa.Index(
+        "ux_cutoffs_open_pair",
+        "provider",
+        "region",
+        unique=True,
+        sqlite_where=sa.text(_ACTIVE),
+        postgresql_where=sa.text(_ACTIVE),
+    ),
+)
+
+cutoff_version = sa.Table(
+    "cutoff_version",
+    metadata,
+    # One row (id = 1), bumped in the same transaction as every change to ``cutoffs``.
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
 )

@@ -32,6 +32,8 @@ _TEXT_FIELDS = (
     "served_deployment",
     "served_provider",
     "finish_reason",
+    "tenant_region",
+    "data_class",
 )
 
 
@@ -121,6 +123,17 @@ def _clean(value: str | None) -> str | None:
     return value
 
 
+def _clean_json(value: Any) -> Any:
+    """``value`` with NUL replaced in every string and key (JSONB refuses it, as text does)."""
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
+
+
 def _to_row(record: UsageRecord) -> dict[str, Any]:
     row: dict[str, Any] = {name: _clean(getattr(record, name)) for name in _TEXT_FIELDS}
     row.update(
@@ -144,6 +157,8 @@ def _to_row(record: UsageRecord) -> dict[str, Any]:
         latency_ms=record.latency_ms,
         ttft_ms=record.ttft_ms,
         complete=record.complete,
+        pii_entities=None if record.pii_entities is None else [_clean(e) for e in record.pii_entities],
+        policy=None if record.policy is None else _clean_json(record.policy),
     )
     return row
 
@@ -163,6 +178,8 @@ def _from_row(row: Any) -> UsageRecord:
         latency_ms=row["latency_ms"],
         ttft_ms=row["ttft_ms"],
         complete=bool(row["complete"]),
+        pii_entities=row["pii_entities"],
+        policy=row["policy"],
         **fields,
     )
 

@@ -1,0 +1,122 @@
+"""``relaygate audit``: list audit events and verify the hash chain.
+
+``list`` prints a table (or ``--json``) on standard output. ``verify`` reports on standard error:
+exit 0 with ``ok: N events`` (and the head hash, worth keeping elsewhere: a chain cannot show its
+own truncation), exit 1 naming the first bad event and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relaygate.cli.usage import parse_duration
+from relaygate.ledger.audit import AuditEvent, AuditLog
+from relaygate.ledger.db import StorageError
+from relaygate.ledger.migrate import open_database
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="List audit events and verify their hash chain.", no_args_is_help=True, add_completion=False
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
+]
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _audit_log(db: str | None) -> Iterator[AuditLog]:
+    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
+    try:
+        engine = open_database(db)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    try:
+        yield AuditLog(engine)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@app.command("list")
+def list_events(
+    since: Annotated[str | None, typer.Option("--since", help="window back from now: 30m, 1h, 7d")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="kind or prefix, e.g. cutoff. or key.revoke")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many (the newest)")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON array on standard output")] = False,
+    db: DbOption = None,
+) -> None:
+    """Audit events, oldest first (the newest --limit of those matching)."""
+    start = None
+    if since is not None:
+        try:
+            start = datetime.now(UTC) - parse_duration(since)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--since'") from None
+    with _audit_log(db) as log:
+        events = log.list(since=start, kind=kind, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([_as_json(e) for e in events], indent=2))
+        return
+    if not events:
+        _stderr().print("no audit events" + (f" of kind {kind}" if kind else ""))
+        return
+    table = Table("id", "time (UTC)", "kind", "actor", "subject")
+    table.add_column("details", overflow="fold")
+    for event in events:
+        table.add_row(
+            str(event.id),
+            event.ts.strftime("%Y-%m-%d %H:%M:%S"),
+            event.kind,
+            event.actor,
+            event.subject,
+            json.dumps(event.details, separators=(",", ":"), ensure_ascii=False),
+        )
+    Console(highlight=False).print(table)
+
+
+@app.command()
+def verify(db: DbOption = None) -> None:
+    """Check the hash chain; exit 1 naming the first edited, missing or moved event."""
+    with _audit_log(db) as log:
+        result = log.verify()
+    if result.ok:
+        head = f"; head {result.head_hash}" if result.head_hash else ""
+        _stderr().print(f"ok: {result.checked} events{head}", soft_wrap=True)
+        return
+    _stderr().print(
+        f"[red]audit chain broken at event {result.first_bad_id}:[/red] {result.problem}", soft_wrap=True
+    )
+    raise typer.Exit(1)
+
+
+def _as_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "ts": event.ts.isoformat(),
+        "kind": event.kind,
+        "actor": event.actor,
+        "subject": event.subject,
+        "details": event.details,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }

@@ -1,0 +1,196 @@
+"""``relaygate cutoff``: set, clear and list (provider, region) cutoffs.
+
+A running gateway picks a change up within about a second (it polls the database). Tables and JSON
+go to standard output; confirmations and errors go to standard error (exit 1 for a database
+failure or nothing to clear, 2 for a bad argument). Every change is an audit event whose actor is
+``cli:<login name>``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from relaygate.cli.usage import parse_duration
+from relaygate.ledger.cutoff_store import Cutoff, CutoffStore, normalize_region
+from relaygate.ledger.db import StorageError
+from relaygate.ledger.migrate import open_database
+
+__all__ = ["app", "cli_actor", "parse_target"]
+
+app = typer.Typer(
+    help="Set, clear and list provider cutoffs (provider, region) -> restricted.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
+]
+TargetArg = Annotated[
+    str, typer.Argument(metavar="PROVIDER[:REGION]", help="e.g. openai:CN; no region means every region (*)")
+]
+
+
+def cli_actor() -> str:
+    """``cli:<login name>`` for audit events (``cli:unknown`` when the OS cannot say)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # getpass raises OSError (or KeyError on some systems) without a login name
+        return "cli:unknown"
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    """``"openai:cn"`` -> ``("openai", "CN")``; ``"openai"`` -> ``("openai", "*")``.
+
+    Raises ``ValueError`` for an empty provider or a malformed region.
+    """
+    provider, _, region = text.partition(":")
+    provider = provider.strip()
+    if not provider:
+        raise ValueError(f"{text!r} does not name a provider (PROVIDER or PROVIDER:REGION)")
+    return provider, normalize_region(region)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _cutoff_store(db: str | None) -> Iterator[CutoffStore]:
+    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
+    try:
+        engine = open_database(db)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    try:
+        yield CutoffStore(engine)
+    except StorageError as exc:
+        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+def _target(text: str) -> tuple[str, str]:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'PROVIDER[:REGION]'") from None
+
+
+@app.command("set")
+def set_cutoff(
+    target: TargetArg,
+    reason: Annotated[str, typer.Option("--reason", help="why, for the audit log and `cutoff list`")],
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="lift automatically after 30m, 2h, 1d ...")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Restrict a provider for a region (or everywhere); running gateways follow within seconds."""
+    provider, region = _target(target)
+    if not reason.strip():
+        raise typer.BadParameter("must not be empty", param_hint="'--reason'")
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = datetime.now(UTC) + parse_duration(expires)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--expires'") from None
+    with _cutoff_store(db) as store:
+        cutoff = store.set(provider, region, reason, "operator", expires_at, actor=cli_actor())
+    until = f" until {_when(cutoff.expires_at)} UTC" if cutoff.expires_at else ""
+    _stderr().print(f"cut off {cutoff.target}{until}: {cutoff.reason}", soft_wrap=True)
+
+
+@app.command()
+def clear(
+    target: TargetArg,
+    reason: Annotated[str, typer.Option("--reason", help="why, for the audit log")] = "",
+    db: DbOption = None,
+) -> None:
+    """Lift the cutoff for a provider and region; its history is kept."""
+    provider, region = _target(target)
+    with _cutoff_store(db) as store:
+        cleared = store.clear(provider, region, actor=cli_actor(), reason=reason)
+    if not cleared:
+        _stderr().print(f"[red]no active cutoff for {provider}:{region}[/red]")
+        raise typer.Exit(1)
+    _stderr().print(f"cleared {provider}:{region}")
+
+
+@app.command("list")
+def list_cutoffs(
+    all_: Annotated[bool, typer.Option("--all", help="include cleared and expired cutoffs")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON array on standard output")] = False,
+    db: DbOption = None,
+) -> None:
+    """Cutoffs in force (or, with --all, every cutoff ever set, newest first)."""
+    with _cutoff_store(db) as store:
+        rows = store.history() if all_ else store.active()
+    if as_json:
+        typer.echo(json.dumps([_as_json(c) for c in rows], indent=2))
+        return
+    if not rows:
+        _stderr().print("no cutoffs" if all_ else "no cutoffs in force")
+        return
+    now = datetime.now(UTC)
+    table = Table("provider", "region", "source", "reason", "since (UTC)", "expires (UTC)", "status")
+    for c in rows:
+        table.add_row(
+            c.provider,
+            c.region,
+            c.source,
+            c.reason,
+            _when(c.created_at),
+            _when(c.expires_at) if c.expires_at else "-",
+            _status(c, now),
+        )
+    Console(highlight=False).print(table)
+
+
+def _status(cutoff: Cutoff, now: datetime) -> str:
+    if cutoff.cleared_at is not None:
+        how = "expired" if cutoff.clear_reason == "expired" else "cleared"
+        return f"{how} {_when(cutoff.cleared_at)}"
+    if not cutoff.in_force(now):
+        return "expired"
+    if cutoff.source == "detected" and cutoff.probe_successes:
+        return f"active ({cutoff.probe_successes} ok probes)"
+    return "active"
+
+
+def _as_json(cutoff: Cutoff) -> dict[str, Any]:
+    def iso(moment: datetime | None) -> str | None:
+        return None if moment is None else moment.isoformat()
+
+    return {
+        "id": cutoff.id,
+        "provider": cutoff.provider,
+        "region": cutoff.region,
+        "reason": cutoff.reason,
+        "source": cutoff.source,
+        "created_at": iso(cutoff.created_at),
+        "created_by": cutoff.created_by,
+        "expires_at": iso(cutoff.expires_at),
+        "probe_successes": cutoff.probe_successes,
+        "last_probe_at": iso(cutoff.last_probe_at),
+        "cleared_at": iso(cutoff.cleared_at),
+        "cleared_by": cutoff.cleared_by,
+        "clear_reason": cutoff.clear_reason,
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")

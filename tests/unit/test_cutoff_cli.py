@@ -1,0 +1,158 @@
+"""``relaygate cutoff`` through typer's CliRunner: tables/JSON on stdout, messages on stderr."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from relaygate.cli.cutoff import app, cli_actor, parse_target
+from relaygate.cli.main import app as main_app
+from relaygate.ledger.audit import AuditLog
+from relaygate.ledger.cutoff_store import CutoffStore
+from relaygate.ledger.migrate import open_database
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("RELAYGATE_DB_URL", raising=False)
+    monkeypatch.setenv("RELAYGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path / "home"
+
+
+def url(home: Path) -> str:
+    return f"sqlite:///{home / 'relaygate.db'}"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("openai:cn", ("openai", "CN")),
+        ("openai", ("openai", "*")),
+        ("openai:", ("openai", "*")),
+        ("x:*", ("x", "*")),
+    ],
+)
+def test_parse_target(text: str, expected: tuple[str, str]) -> None:
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", [":CN", "", "openai:C N", "openai:a:b"])
+def test_parse_target_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_target(text)
+
+
+def test_set_list_clear(home: Path) -> None:
+    result = run("set", "openai:cn", "--reason", "export rules")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and "openai:CN" in result.stderr and "export rules" in result.stderr
+    assert run("set", "deepseek", "--reason", "tenant contract", "--expires", "2h").exit_code == 0
+
+    listed = run("list")
+    assert listed.exit_code == 0
+    lines = listed.stdout.splitlines()
+    assert any(
+        "openai" in line and "CN" in line and "export rules" in line and "active" in line for line in lines
+    )
+    assert any("deepseek" in line and "*" in line for line in lines)
+
+    engine = open_database(url(home))
+    try:
+        store = CutoffStore(engine)
+        (deepseek,) = [c for c in store.active() if c.provider == "deepseek"]
+        assert deepseek.expires_at is not None
+        assert timedelta(minutes=119) < deepseek.expires_at - datetime.now(UTC) <= timedelta(hours=2)
+        assert deepseek.created_by == f"cli:{getpass.getuser()}"
+        version = store.version()
+    finally:
+        engine.dispose()
+
+    cleared = run("clear", "openai:CN", "--reason", "lifted")
+    assert cleared.exit_code == 0 and cleared.stdout == "" and "cleared openai:CN" in cleared.stderr
+    assert "openai" not in run("list").stdout
+    history = run("list", "--all").stdout
+    assert "openai" in history and "cleared" in history
+
+    again = run("clear", "openai:CN")
+    assert again.exit_code == 1 and "no active cutoff for openai:CN" in again.stderr
+
+    engine = open_database(url(home))
+    try:
+        assert CutoffStore(engine).version() == version + 1
+        events = AuditLog(engine).list()
+        assert [e.kind for e in events] == ["cutoff.set", "cutoff.set", "cutoff.clear"]
+        assert {e.actor for e in events} == {cli_actor()}
+        assert events[-1].details["clear_reason"] == "lifted"
+    finally:
+        engine.dispose()
+
+
+def test_list_json(home: Path) -> None:
+    run("set", "gemini:EU", "--reason", "r")
+    run("set", "gemini:US", "--reason", "r2")
+    run("clear", "gemini:US")
+    active = json.loads(run("list", "--json").stdout)
+    assert [(c["provider"], c["region"], c["source"]) for c in active] == [("gemini", "EU", "operator")]
+    assert active[0]["cleared_at"] is None and active[0]["created_at"].endswith("+00:00")
+    every = json.loads(run("list", "--all", "--json").stdout)
+    assert [c["region"] for c in every] == ["US", "EU"]
+    assert every[0]["cleared_by"] == cli_actor()
+
+
+def test_empty_list(home: Path) -> None:
+    result = run("list")
+    assert result.exit_code == 0 and result.stdout == "" and "no cutoffs" in result.stderr
+    assert json.loads(run("list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["set", "openai:C N", "--reason", "r"], "PROVIDER[:REGION]"),
+        (["set", ":CN", "--reason", "r"], "PROVIDER[:REGION]"),
+        (["set", "openai", "--reason", " "], "--reason"),
+        (["set", "openai", "--reason", "r", "--expires", "soon"], "--expires"),
+        (["set", "openai"], "--reason"),
+        (["clear", "openai:!!"], "PROVIDER[:REGION]"),
+    ],
+)
+def test_bad_arguments_exit_2(home: Path, args: list[str], hint: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert hint in result.stderr and result.stdout == ""
+
+
+def test_db_option(home: Path, tmp_path: Path) -> None:
+    explicit = f"sqlite:///{tmp_path / 'explicit.db'}"
+    assert run("set", "openai:CN", "--reason", "r", "--db", explicit).exit_code == 0
+    assert not (home / "relaygate.db").exists()
+    assert "openai" in run("list", "--db", explicit).stdout
+
+
+def test_database_failure_exits_1(home: Path) -> None:
+    result = run("list", "--db", "nonsense://x")
+    assert result.exit_code == 1 and "database error" in result.stderr
+
+
+def test_registered_in_main_app(home: Path) -> None:
+    result = CliRunner().invoke(main_app, ["cutoff", "set", "openai:CN", "--reason", "r"])
+    assert result.exit_code == 0, result.output
+    assert "openai" in CliRunner().invoke(main_app, ["cutoff", "list"]).stdout
+
+
+def test_actor_falls_back_when_the_login_name_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_user() -> str:
+        raise OSError("no login name")
+
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    assert cli_actor() == "cli:unknown"
