@@ -7,9 +7,12 @@ their own ``ledger``/``keys``/``providers`` through the same parameters.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -19,13 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relaygate.api.admin_routes import admin_routes
 from relaygate.api.auth import KeyLookup
 from relaygate.api.error_render import openai_error_body
-from relaygate.api.openai_routes import chat_completions, list_models
+from relaygate.api.openai_routes import chat_completions, list_models, tenant_usage
+from relaygate.config import load_config
 from relaygate.config.schema import Config
-from relaygate.errors import GatewayError, InvalidRequestError, NotFoundError
+from relaygate.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError
 from relaygate.observability.metrics import CONTENT_TYPE_LATEST
 from relaygate.pipeline import Gateway, LedgerSink
+from relaygate.state.cutoffs import CutoffMonitor
 
 __all__ = ["create_app"]
 
@@ -34,20 +40,28 @@ log = logging.getLogger("relaygate")
 
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
+    rt = gw.runtime
     providers: dict[str, Any] = {}
-    for name, p in gw.providers.items():
+    for name, p in rt.providers.items():
         unavailable = getattr(p, "unavailable", None)
         providers[name] = (
             {"status": "unavailable", "reason": unavailable} if unavailable else {"status": "ok"}
         )
-    breakers = {k: v.value for k, v in gw.router.breakers.states().items()}
+    breakers = {k: v.value for k, v in rt.router.breakers.states().items()}
     writer = gw.ledger
     ledger = {
         k: getattr(writer, k)
         for k in ("pending", "written", "write_errors", "dropped")
         if isinstance(getattr(writer, k, None), int)
     }
-    body = {"status": "ok", "providers": providers, "circuit_breakers": breakers, "ledger": ledger}
+    cutoffs = [f"{c.provider}:{c.region}" for c in gw.cutoffs.view.cutoffs]
+    body = {
+        "status": "ok",
+        "providers": providers,
+        "circuit_breakers": breakers,
+        "cutoffs": cutoffs,
+        "ledger": ledger,
+    }
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -68,7 +82,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             code="method_not_allowed" if exc.status_code == 405 else None,
             status=exc.status_code,
         )
-    return Response(openai_error_body(err), err.status, media_type="application/json")
+    headers = {**(exc.headers or {}), "x-request-id": f"req_{uuid.uuid4().hex}"}
+    return Response(openai_error_body(err), err.status, headers, media_type="application/json")
 
 
 def create_app(
@@ -78,13 +93,14 @@ def create_app(
     keys: KeyLookup | None = None,
     storage_url: str | None = None,
     use_storage: bool = True,
-    gateway: Gateway | None = None,
+    config_path: str | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
     With ``use_storage`` (default) and no ``ledger``/``keys`` given, the lifespan opens the
     database at ``storage_url`` (else ``config.storage.url``, else SQLite under
-    ``$RELAYGATE_HOME``), runs migrations, and starts the batched ledger writer.
+    ``$RELAYGATE_HOME``), runs migrations, and starts the batched ledger writer and the cutoff
+    monitor. ``config_path`` enables hot reload (``SIGHUP`` and ``POST /admin/reload``).
     """
 
     @contextlib.asynccontextmanager
@@ -92,23 +108,71 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             sink: LedgerSink | None = ledger
             lookup: KeyLookup | None = keys
-            if use_storage and (sink is None or lookup is None):
+            storage = None
+            if use_storage:
                 from relaygate.ledger.runtime import open_storage
 
                 storage = await stack.enter_async_context(open_storage(storage_url or config.storage.url))
                 sink = sink or storage.writer
                 lookup = lookup or storage.keys
-            gw = gateway or Gateway(config, ledger=sink, keys=lookup)
+            monitor = CutoffMonitor(config.cutoffs, storage.cutoffs if storage else None)
+            gw = Gateway(config, ledger=sink, keys=lookup, cutoffs=monitor)
             await gw.start()
             stack.push_async_callback(gw.close)
             app.state.gateway = gw
+            app.state.storage = storage
+            if config_path is not None:
+                app.state.reload = _reloader(gw, config_path, storage)
+                _install_sighup(app.state.reload)
             yield
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/usage", tenant_usage, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *admin_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+
+
+def _reloader(gw: Gateway, path: str, storage: Any) -> Callable[[str], Awaitable[None]]:
+    """Reload ``path`` into ``gw``; a bad file raises ``ConfigError`` and changes nothing.
+    Either way an audit event (``config.reload`` / ``config.reload_rejected``) is written."""
+
+    async def reload(actor: str) -> None:
+        try:
+            new = await asyncio.to_thread(load_config, path)
+            await gw.reload(new)
+        except ConfigError as exc:
+            log.error("config reload rejected, old config stays in force: %s", exc)
+            if storage is not None:
+                await storage.audit.aappend("config.reload_rejected", actor, path, {"error": str(exc)})
+            raise InvalidRequestError(
+                f"Config rejected, the old config stays in force: {exc}", code="config_rejected"
+            ) from exc
+        log.info("config reloaded from %s", path)
+        if storage is not None:
+            await storage.audit.aappend("config.reload", actor, path, {"routes": sorted(new.routes)})
+
+    return reload
+
+
+def _install_sighup(reload: Callable[[str], Awaitable[None]]) -> None:
+    """``kill -HUP <pid>`` reloads the config (only possible in the main thread)."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        async def run() -> None:
+            with contextlib.suppress(InvalidRequestError):
+                await reload("signal:SIGHUP")
+
+        task = loop.create_task(run())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)

@@ -1,8 +1,9 @@
-"""One gateway instance: the only module that composes providers, router, auth and ledger.
+"""One gateway instance: the only module that composes runtime, policy, cutoffs and ledger.
 
-``Gateway`` owns resources opened at start-up (one pooled client per provider, the local
-model, the ledger writer) and the request steps that are not HTTP: which route a principal
-may use, running the failover loop, pricing and recording the outcome.
+``Gateway`` owns what lives across config reloads (metrics, the ledger writer, the key store,
+the cutoff monitor) and the current ``Runtime`` (everything derived from one config). The
+request steps that are not HTTP live here: plan (data class, PII, policy decision), run the
+failover loop over the allowed candidates, price and record the outcome.
 """
 
 from __future__ import annotations
@@ -11,23 +12,33 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from relaygate.api.auth import Authenticator, KeyLookup, Principal
-from relaygate.config.schema import Config, DeploymentConfig, LocalProvider
-from relaygate.errors import NotFoundError, PermissionDeniedError
+from relaygate.api.auth import KeyLookup, Principal
+from relaygate.config.schema import Config, DeploymentConfig
+from relaygate.errors import AllCandidatesFailedError, ErrorClass, PermissionDeniedError, UpstreamError
 from relaygate.ledger.pricing import cost_usd
 from relaygate.ledger.records import UsageRecord
 from relaygate.observability.metrics import Metrics
+from relaygate.policy import (
+    DATA_CLASS_HEADER,
+    Decision,
+    RequestFacts,
+    decide,
+    detect_pii,
+    effective_data_class,
+    messages_text,
+)
 from relaygate.protocols.openai import ChatRequest, Usage
 from relaygate.providers.base import Provider
-from relaygate.providers.local import LocalModelProvider
-from relaygate.providers.openai_compat import OpenAICompatProvider
 from relaygate.routing.attempts import Completion, OpenedStream, attempt_completion, attempt_stream
-from relaygate.routing.router import Router, Served
+from relaygate.routing.router import Served
+from relaygate.runtime import Runtime, build_runtime
+from relaygate.state.cutoffs import CutoffMonitor
 
-__all__ = ["Gateway", "LedgerSink", "build_providers"]
+__all__ = ["Gateway", "LedgerSink", "Plan", "PolicyDeniedError"]
 
 log = logging.getLogger("relaygate")
 
@@ -36,14 +47,23 @@ class LedgerSink(Protocol):
     async def submit(self, record: UsageRecord) -> None: ...
 
 
-def build_providers(config: Config) -> dict[str, Provider]:
-    """One adapter per configured provider (nothing is opened until ``start``)."""
-    out: dict[str, Provider] = {}
-    for name, pc in config.providers.items():
-        out[name] = (
-            LocalModelProvider(name, pc) if isinstance(pc, LocalProvider) else OpenAICompatProvider(name, pc)
-        )
-    return out
+class PolicyDeniedError(PermissionDeniedError):
+    """Policy leaves no deployment for this request (403, code ``policy_denied``)."""
+
+    code = "policy_denied"
+
+
+@dataclass(slots=True)
+class Plan:
+    """What policy decided for one request: the allowed deployments, in config order."""
+
+    route: str
+    region: str | None
+    data_class: str
+    data_class_source: str
+    pii: frozenset[str]
+    decision: Decision
+    candidates: list[DeploymentConfig]
 
 
 class Gateway:
@@ -54,52 +74,134 @@ class Gateway:
         ledger: LedgerSink | None = None,
         keys: KeyLookup | None = None,
         providers: dict[str, Provider] | None = None,
+        cutoffs: CutoffMonitor | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
         self.ledger = ledger
+        self.keys = keys
         self.metrics = Metrics()
-        self.providers = providers if providers is not None else build_providers(config)
-        self.router = Router(config, self.providers, clock=clock, rng=rng, on_attempt=self.metrics.on_attempt)
-        self.auth = Authenticator(config, keys)
-        self.clock = clock
-        self.max_body_bytes = int(config.server.max_body_mb * 1024 * 1024)
-        self._deployments: dict[str, DeploymentConfig] = {
-            d.deployment_id: d for r in config.routes.values() for d in r.deployments
-        }
+        self.cutoffs = cutoffs or CutoffMonitor(config.cutoffs, None)
+        self._clock, self._rng = clock, rng
+        self.runtime = build_runtime(
+            config, keys=keys, providers=providers, clock=clock, rng=rng, on_attempt=self.metrics.on_attempt
+        )
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
 
     async def start(self) -> None:
-        await asyncio.gather(*(p.start() for p in self.providers.values()))
+        await asyncio.gather(*(p.start() for p in self.runtime.providers.values()))
+        await self.cutoffs.start(self.probe)
 
     async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.providers.values()), return_exceptions=True)
+        await self.cutoffs.close()
+        await asyncio.gather(*(p.close() for p in self.runtime.providers.values()), return_exceptions=True)
 
-    def routes_for(self, principal: Principal) -> list[str]:
-        """Route names ``principal`` may call, in config order."""
-        allowed = principal.allowed_routes
-        return [r for r in self.config.routes if allowed is None or r in allowed]
-
-    def resolve_route(self, principal: Principal, model: str) -> str:
-        """Raises ``NotFoundError`` (unknown model) or ``PermissionDeniedError`` (not allowed)."""
-        if model not in self.config.routes:
-            raise NotFoundError(
-                f"The model '{model}' does not exist or you do not have access to it.", param="model"
+    async def reload(self, config: Config) -> None:
+        """Swap in a new config atomically. Providers whose config did not change keep their
+        pools; removed ones are closed after ``grace_s`` so in-flight requests can finish."""
+        async with self._reload_lock:
+            old = self.runtime
+            new = build_runtime(
+                config,
+                keys=self.keys,
+                previous=old,
+                clock=self._clock,
+                rng=self._rng,
+                on_attempt=self.metrics.on_attempt,
             )
-        if principal.allowed_routes is not None and model not in principal.allowed_routes:
-            raise PermissionDeniedError(
-                f"Tenant '{principal.tenant}' may not use model '{model}'.", param="model"
-            )
-        return model
+            fresh = [p for n, p in new.providers.items() if old.providers.get(n) is not p]
+            await asyncio.gather(*(p.start() for p in fresh))
+            self.runtime = new
+            self.cutoffs.config = config.cutoffs
+            gone = [p for n, p in old.providers.items() if new.providers.get(n) is not p]
+            if gone:
+                grace_s = max((t.timeouts.total_ms for t in old.config.providers.values()), default=0) / 1000
+                asyncio.get_running_loop().call_later(
+                    min(grace_s, 600), lambda: asyncio.ensure_future(_close_all(gone))
+                )
 
-    async def complete(self, req: ChatRequest, served: Served) -> Completion:
-        return await self.router.run(req.model, served, lambda p, d: attempt_completion(p, d, req))
+    def plan(self, rt: Runtime, principal: Principal, req: ChatRequest, headers: Mapping[str, str]) -> Plan:
+        """Data class (header, tenant default, PII) and the policy decision for one request.
 
-    async def open_stream(self, req: ChatRequest, served: Served) -> OpenedStream:
-        want_usage = self.ledger is not None or req.include_usage
-        return await self.router.run(
-            req.model, served, lambda p, d: attempt_stream(p, d, req, stream_usage=want_usage)
+        Raises ``InvalidRequestError`` for a bad data-class header and ``PolicyDeniedError``
+        when policy (not cutoffs) leaves no deployment.
+        """
+        tenant_cfg = rt.config.tenants.get(principal.tenant)
+        pii: frozenset[str] = frozenset()
+        if rt.policy.pii_detection:
+            pii = detect_pii(messages_text(req.data.get("messages") or []))
+        data_class, source = effective_data_class(
+            headers.get(DATA_CLASS_HEADER),
+            tenant_cfg.default_data_class if tenant_cfg else None,
+            rt.policy.default_data_class,
+            pii,
         )
+        facts = RequestFacts(principal.tenant, principal.region, data_class, req.model)
+        decision = decide(facts, rt.candidates[req.model], rt.policy, self.cutoffs.view.pairs())
+        allowed = set(decision.allowed)
+        deps = [d for d in rt.config.routes[req.model].deployments if d.deployment_id in allowed]
+        if not deps and not any(e.code == "cutoff" for e in decision.excluded):
+            raise PolicyDeniedError(
+                f"Policy allows no deployment of model '{req.model}' for tenant '{principal.tenant}' "
+                f"(region {principal.region or 'unknown'}, data class {data_class}): "
+                + "; ".join(f"{e.deployment_id}: {e.message}" for e in decision.excluded),
+                param="model",
+            )
+        return Plan(req.model, principal.region, data_class, source, pii, decision, deps)
+
+    async def complete(self, rt: Runtime, plan: Plan, req: ChatRequest, served: Served) -> Completion:
+        region = plan.region
+        return await self._run(rt, plan, served, lambda p, d: attempt_completion(p, d, req, region=region))
+
+    async def open_stream(self, rt: Runtime, plan: Plan, req: ChatRequest, served: Served) -> OpenedStream:
+        want_usage = self.ledger is not None or req.include_usage
+        region = plan.region
+        return await self._run(
+            rt, plan, served, lambda p, d: attempt_stream(p, d, req, stream_usage=want_usage, region=region)
+        )
+
+    async def _run(self, rt: Runtime, plan: Plan, served: Served, attempt: Any) -> Any:
+        async def on_block(dep: DeploymentConfig, err: UpstreamError) -> None:
+            if rt.config.cutoffs.detect:
+                self.metrics.cutoffs_detected.labels(dep.provider, plan.region or "*").inc()
+                await self.cutoffs.detected_block(dep.provider, plan.region, err.message[:300])
+
+        try:
+            return await rt.router.run(
+                plan.route, served, attempt, candidates=plan.candidates, on_region_block=on_block
+            )
+        except AllCandidatesFailedError as exc:
+            excluded = [e for e in plan.decision.excluded]
+            if excluded:
+                exc.message += "; excluded before routing: " + "; ".join(
+                    f"{e.deployment_id}: {e.code} ({e.rule or e.message})" for e in excluded
+                )
+                if not exc.causes:
+                    exc.status, exc.code = 503, "no_allowed_deployment"
+            raise
+
+    async def probe(self, provider: str, region: str) -> bool | None:
+        """One minimal request to a deployment of ``provider`` as if from ``region``: True when it
+        answers, False when it is still blocked, None when inconclusive (e.g. no deployment)."""
+        rt = self.runtime
+        prov = rt.providers.get(provider)
+        dep = next((d for d in rt.deployments.values() if d.provider == provider), None)
+        if prov is None or dep is None:
+            return None
+        body = (
+            b'{"model":"%s","messages":[{"role":"user","content":"ping"}],"max_tokens":1}'
+            % dep.model.encode()
+        )
+        req = ChatRequest(body=body, data={}, model=dep.model, stream=False, include_usage=False)
+        try:
+            await attempt_completion(prov, dep, req, region=None if region == "*" else region)
+        except UpstreamError as err:
+            return False if err.error_class is ErrorClass.REGION_BLOCKED else None
+        return True
 
     def account(self, rec: UsageRecord, served: Served, usage: Usage | None) -> None:
         """Fill the served deployment, tokens and cost (USD) into ``rec``."""
@@ -122,8 +224,9 @@ class Gateway:
             await self.ledger.submit(rec)
 
     def refresh_gauges(self) -> None:
-        for did, state in self.router.breakers.states().items():
+        for did, state in self.runtime.router.breakers.states().items():
             self.metrics.breaker_open.labels(did).set(0 if state == "closed" else 1)
+        self.metrics.cutoffs_active.set(len(self.cutoffs.view))
         writer = self.ledger
         for attr, gauge in (
             ("pending", self.metrics.ledger_pending),
@@ -134,3 +237,7 @@ class Gateway:
             value = getattr(writer, attr, None)
             if isinstance(value, int):
                 gauge.set(value)
+
+
+async def _close_all(providers: list[Provider]) -> None:
+    await asyncio.gather(*(p.close() for p in providers), return_exceptions=True)

@@ -173,13 +173,13 @@ def test_breaker_opens_after_threshold_and_closes_after_cooldown(gw_factory: Any
     for _ in range(3):  # threshold 3: each request fails over to p2 after one try on p1
         assert c.chat.completions.create(model="chat", messages=MSG).choices[0].message.content
     assert count(sim, "sick") == 3
-    assert gw.gateway.router.breakers.get("p1/sick").state == "open"
+    assert gw.gateway.runtime.router.breakers.get("p1/sick").state == "open"
     raw = c.chat.completions.with_raw_response.create(model="chat", messages=MSG)
     assert raw.headers["x-relaygate-attempts"] == "1" and count(sim, "sick") == 3  # skipped while open
     sim.set_scenario({"models": {"sick": {"reply": "healthy again"}}})
     time.sleep(0.6)  # cooldown 0.5 s -> half-open probe
     assert c.chat.completions.create(model="chat", messages=MSG).choices[0].message.content == "healthy again"
-    assert gw.gateway.router.breakers.get("p1/sick").state == "closed"
+    assert gw.gateway.runtime.router.breakers.get("p1/sick").state == "closed"
 
 
 def test_retry_after_short_is_honoured_on_same_deployment(gw_factory: Any, sim: SimHandle) -> None:

@@ -482,7 +482,7 @@ else:
 )
 def test_with_stream_usage_splices_when_absent(raw: bytes) -> None:
     data = orjson.loads(raw)
-    out = with_stream_usage(raw, data)
+    out = with_stream_usage(raw, "stream_options" in data)
     got = orjson.loads(out)
     assert got == {**data, "stream_options": {"include_usage": True}}
     # the original bytes survive around the splice
@@ -498,16 +498,22 @@ def test_with_stream_usage_existing_options(opts: dict[str, Any] | None) -> None
     data = {"model": "m", "stream": True, "stream_options": opts, "messages": [USER]}
     before = json.loads(json.dumps(data))
     raw = json.dumps(data).encode()
-    got = orjson.loads(with_stream_usage(raw, data))
+    got = orjson.loads(with_stream_usage(raw, True))
     want = {**(opts or {}), "include_usage": True}
     assert got == {**data, "stream_options": want}
     assert data == before  # the parsed request dict is not mutated
 
 
+def test_with_stream_usage_keeps_a_rewritten_model() -> None:
+    raw = b'{"model":"route","stream":true,"stream_options":{},"messages":[]}'
+    out = with_stream_usage(rewrite_model(raw, "upstream-model"), True)
+    assert orjson.loads(out)["model"] == "upstream-model"
+
+
 def test_with_stream_usage_result_parses_as_chat_request() -> None:
     raw = body(stream=True)
     req = parse_chat_request(raw)
-    req2 = parse_chat_request(with_stream_usage(raw, req.data))
+    req2 = parse_chat_request(with_stream_usage(raw, "stream_options" in req.data))
     assert req2.include_usage is True and req2.stream is True
 
 

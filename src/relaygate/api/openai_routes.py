@@ -7,6 +7,7 @@ Every chat request, accepted or not, produces exactly one ledger row. Responses 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -19,21 +20,24 @@ from starlette.responses import Response
 
 from relaygate.api.error_render import openai_error_body, openai_error_event
 from relaygate.api.streaming import SSEResponse
+from relaygate.durations import parse_duration
 from relaygate.errors import (
+    AuthenticationError,
     ErrorClass,
     GatewayError,
     InvalidRequestError,
+    NotFoundError,
     RequestTooLargeError,
     UpstreamError,
 )
 from relaygate.ledger.records import UsageRecord
-from relaygate.pipeline import Gateway
+from relaygate.pipeline import Gateway, Plan
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.routing.attempts import OpenedStream, stream_error
 from relaygate.routing.router import Served
 
-__all__ = ["chat_completions", "list_models", "read_body"]
+__all__ = ["chat_completions", "list_models", "read_body", "tenant_usage"]
 
 _JSON = "application/json"
 log = logging.getLogger("relaygate.api")
@@ -61,73 +65,88 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _headers(rec: UsageRecord, served: Served | None = None) -> dict[str, str]:
+def _headers(rec: UsageRecord, served: Served | None = None, plan: Plan | None = None) -> dict[str, str]:
     h = {"x-request-id": rec.request_id}
     if served is not None:
         h["x-relaygate-attempts"] = str(len(served.attempts))
         if served.deployment is not None:
             h["x-relaygate-deployment"] = served.deployment.deployment_id
             h["x-relaygate-provider"] = served.deployment.provider
+    if plan is not None:
+        h["x-relaygate-data-class"] = plan.data_class
+        if plan.decision.excluded:
+            h["x-relaygate-policy"] = plan.decision.reason_code
     return h
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:
     gw: Gateway = request.app.state.gateway
+    rt = gw.runtime  # one config for the whole request, even across a hot reload
     t0 = time.monotonic()
     rec = UsageRecord(
-        request_id=f"req_{uuid.uuid4().hex}", ts=datetime.now(UTC), endpoint="/v1/chat/completions", status=0
+        request_id=f"req_{uuid.uuid4().hex}",
+        ts=datetime.now(UTC),
+        endpoint="/v1/chat/completions",
+        status=0,
     )
     served = Served()
+    plan: Plan | None = None
     try:
-        principal = await gw.auth.authenticate(request.headers.get("authorization"))
-        rec.tenant, rec.key_id = principal.tenant, principal.key_id
-        req = parse_chat_request(await read_body(request, gw.max_body_bytes))
+        principal = await rt.auth.authenticate(request.headers.get("authorization"))
+        rec.tenant, rec.key_id, rec.tenant_region = principal.tenant, principal.key_id, principal.region
+        req = parse_chat_request(await read_body(request, rt.max_body_bytes))
         rec.stream = req.stream
         rec.route = req.model
-        gw.resolve_route(principal, req.model)
+        rt.resolve_route(principal, req.model)
+        plan = gw.plan(rt, principal, req, request.headers)
+        rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
+        rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
         if req.stream:
-            opened = await gw.open_stream(req, served)
-            return _stream_response(gw, req, rec, served, opened, t0)
-        comp = await gw.complete(req, served)
+            opened = await gw.open_stream(rt, plan, req, served)
+            return _stream_response(gw, req, rec, served, opened, t0, plan)
+        comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
-        return Response(comp.body, 200, _headers(rec, served), media_type=_JSON)
+        return Response(comp.body, 200, _headers(rec, served, plan), media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)
         rec.status, rec.error_code = err.upstream_status or 502, err.error_class.value
         if err.error_class is ErrorClass.CLIENT_ERROR and err.upstream_status and err.upstream_body:
             # The client's own error: relayed unchanged (status and body), never failed over.
-            return Response(err.upstream_body, err.upstream_status, _headers(rec, served), media_type=_JSON)
-        return _error(rec, served, err)
+            return Response(
+                err.upstream_body, err.upstream_status, _headers(rec, served, plan), media_type=_JSON
+            )
+        return _error(rec, served, err, plan)
     except GatewayError as err:
         gw.account(rec, served, None)
         rec.status, rec.error_code = err.status, err.code
-        return _error(rec, served, err)
+        return _error(rec, served, err, plan)
     except Exception:  # a bug: still one ledger row and an OpenAI-shaped 500, never a traceback
         log.exception("unhandled error in %s", rec.request_id)
         gw.account(rec, served, None)
         rec.status, rec.error_code = 500, "internal_error"
-        return _error(
-            rec,
-            served,
-            GatewayError(
-                f"The gateway hit an internal error; see its log for {rec.request_id}.", code="internal_error"
-            ),
-        )
+        msg = f"The gateway hit an internal error; see its log for {rec.request_id}."
+        return _error(rec, served, GatewayError(msg, code="internal_error"), plan)
     finally:
         if rec.status and not (rec.stream and rec.status == 200):
             rec.latency_ms = (time.monotonic() - t0) * 1000
             await gw.record(rec)
 
 
-def _error(rec: UsageRecord, served: Served, err: GatewayError) -> Response:
+def _error(rec: UsageRecord, served: Served, err: GatewayError, plan: Plan | None = None) -> Response:
     return Response(
-        openai_error_body(err), err.status, {**_headers(rec, served), **err.headers}, media_type=_JSON
+        openai_error_body(err), err.status, {**_headers(rec, served, plan), **err.headers}, media_type=_JSON
     )
 
 
 def _stream_response(
-    gw: Gateway, req: ChatRequest, rec: UsageRecord, served: Served, opened: OpenedStream, t0: float
+    gw: Gateway,
+    req: ChatRequest,
+    rec: UsageRecord,
+    served: Served,
+    opened: OpenedStream,
+    t0: float,
+    plan: Plan,
 ) -> SSEResponse:
     rec.status = 200
     gw.account(rec, served, None)
@@ -177,17 +196,45 @@ def _stream_response(
 
     if watch.content_seen:
         rec.ttft_ms = (time.monotonic() - t0) * 1000
-    return SSEResponse(body(), _headers(rec, served), finalize)
+    return SSEResponse(body(), _headers(rec, served, plan), finalize)
 
 
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the routes the caller's key may use, in OpenAI's list shape."""
     gw: Gateway = request.app.state.gateway
     try:
-        principal = await gw.auth.authenticate(request.headers.get("authorization"))
+        rt = gw.runtime
+        principal = await rt.auth.authenticate(request.headers.get("authorization"))
     except GatewayError as err:
         return Response(openai_error_body(err), err.status, media_type=_JSON)
     data = [
-        {"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in gw.routes_for(principal)
+        {"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in rt.routes_for(principal)
     ]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
+
+
+async def tenant_usage(request: Request) -> Response:
+    """``GET /v1/usage?since=1h&by=route``: the caller's own tenant's usage, never another's."""
+    gw: Gateway = request.app.state.gateway
+    storage = getattr(request.app.state, "storage", None)
+    try:
+        principal = await gw.runtime.auth.authenticate(request.headers.get("authorization"))
+        if principal.key_id is None:
+            raise AuthenticationError(
+                "Usage is per tenant: send your tenant's virtual key.", code="missing_api_key"
+            )
+        by = request.query_params.get("by", "route")
+        if by not in ("route", "deployment"):
+            raise InvalidRequestError("by must be route or deployment", param="by")
+        try:
+            since = datetime.now(UTC) - parse_duration(request.query_params.get("since", "24h"))
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), param="since") from exc
+        if storage is None:
+            raise NotFoundError("This gateway runs without a ledger.", code="storage_disabled")
+        rows = await asyncio.to_thread(storage.usage.query_usage, since, by, tenant=principal.tenant)
+    except GatewayError as err:
+        return Response(openai_error_body(err), err.status, err.headers, media_type=_JSON)
+    return Response(
+        orjson.dumps({"object": "list", "tenant": principal.tenant, "data": rows}), media_type=_JSON
+    )

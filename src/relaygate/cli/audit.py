@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.usage import parse_duration
+from relaygate.durations import parse_duration
 from relaygate.ledger.audit import AuditEvent, AuditLog
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.usage import parse_duration
+from relaygate.durations import parse_duration
 from relaygate.ledger.cutoff_store import Cutoff, CutoffStore, normalize_region
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.cli.cutoff import cli_actor
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.key_store import KeyStore
 from relaygate.ledger.migrate import open_database
@@ -61,7 +62,7 @@ def create(
     """Create a key for a tenant and print it once; only its hash is stored."""
     with _key_store(db) as store:
         try:
-            key_id, plaintext = store.create_key(tenant, region)
+            key_id, plaintext = store.create_key(tenant, region, actor=cli_actor())
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--tenant'") from None
     typer.echo(plaintext)
@@ -104,7 +105,7 @@ def revoke(
 ) -> None:
     """Revoke a key. Gateways stop accepting it within seconds (their lookup cache TTL)."""
     with _key_store(db) as store:
-        revoked = store.revoke(key_id)
+        revoked = store.revoke(key_id, actor=cli_actor())
     if not revoked:
         _stderr().print(f"[red]no active key {key_id}[/red] (unknown or already revoked)")
         raise typer.Exit(1)

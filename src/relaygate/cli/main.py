@@ -97,7 +97,7 @@ def serve(
     err.print(f"routes: {', '.join(cfg.routes) or '(none)'}; auth: {cfg.auth.mode}")
     err.print(f"OpenAI base URL: http://{host}:{port}/v1")
     uvicorn.run(
-        create_app(cfg),
+        create_app(cfg, config_path=str(config) if config else os.environ.get("RELAYGATE_CONFIG")),
         host=host,
         port=port,
         log_level=log_level,

@@ -6,37 +6,19 @@ bad option, 1 for a database failure).
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.durations import parse_duration
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database
 from relaygate.ledger.usage_store import GROUP_BY, GroupBy, UsageStore, UsageSummary
 
-__all__ = ["parse_duration", "usage"]
-
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"30m"``, ``"1h"``, ``"2d"``, ``"1w"`` (also ``s``, and sums like ``"1h30m"``) -> timedelta.
-
-    Raises ``ValueError`` for anything else, including zero.
-    """
-    compact = text.strip().lower()
-    parts = _DURATION.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"{text!r} is not a duration like 30m, 1h, 2d or 1w")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return timedelta(seconds=seconds)
+__all__ = ["parse_duration", "usage"]  # parse_duration re-exported for older imports
 
 
 def usage(

@@ -67,7 +67,7 @@ def load_config_text(text: str, filename: str = "<string>") -> Config:
         path, line = dup
         raise ConfigError(filename, path, "duplicate key (YAML would silently keep the last one)", line)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc: list[str | int] = list(err["loc"])
@@ -84,6 +84,29 @@ def load_config_text(text: str, filename: str = "<string>") -> Config:
         if more:
             msg += f" (and {more} more error{'s' if more > 1 else ''})"
         raise ConfigError(filename, path, msg, line) from exc
+    check_semantics(config, filename, root)
+    return config
+
+
+def check_semantics(config: Config, filename: str = "<config>", root: Any = None) -> None:
+    """Checks that need more than the schema: provider catalog names and policy rules compile.
+
+    Raises ``ConfigError`` naming the field (``policy.rules.3``) and its line.
+    """
+    from relaygate.policy import PolicyError, catalog_entry, compile_policy
+
+    for name, provider in config.providers.items():
+        if provider.catalog is not None:
+            try:
+                catalog_entry(provider.catalog)
+            except ValueError as exc:
+                path, line = _locate(root, ["providers", name, "catalog"])
+                raise ConfigError(filename, path, str(exc), line) from exc
+    try:
+        compile_policy(config.policy)
+    except PolicyError as exc:
+        path, line = _locate(root, ["policy", "rules", exc.index])
+        raise ConfigError(filename, path, f"({exc.name}) {exc.message}", line) from exc
 
 
 def _key(node: yaml.MappingNode, part: str | int) -> tuple[Any, Any] | None:

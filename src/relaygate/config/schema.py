@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from relaygate.config.policy_schema import PolicyConfig, ProviderFacts, TenantPolicy
+
 Capability = Literal["tools", "vision", "json_schema", "streaming"]
 ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "streaming")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
@@ -52,9 +54,16 @@ class Timeouts(_Strict):
     total_ms: int = Field(600_000, gt=0)
 
 
-class _ProviderBase(_Strict):
+class _ProviderBase(ProviderFacts):
+    """Policy facts (``ProviderFacts``: catalog, retention, training, tags) plus where it runs.
+
+    ``region_base_urls`` sends traffic of tenants in a region through another endpoint (a
+    regional egress proxy or regional API host), e.g. ``{CN: "http://egress-cn:8080/v1"}``.
+    """
+
     jurisdiction: str | None = Field(None, description="ISO 3166 alpha-2 country of the operator")
     regions: list[str] = Field(default_factory=list, description="where inference runs")
+    region_base_urls: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(256, gt=0)
 
@@ -154,7 +163,7 @@ class TenantKey(_Strict):
         return self
 
 
-class TenantConfig(_Strict):
+class TenantConfig(TenantPolicy):
     region: str | None = None
     keys: list[TenantKey] = Field(default_factory=list)
     allowed_routes: list[str] | None = Field(None, description="None: every route")
@@ -174,6 +183,24 @@ class ServerConfig(_Strict):
     max_body_mb: float = Field(32.0, gt=0, description="request bodies above this get 413")
 
 
+class AdminConfig(_Strict):
+    """The admin API (``/admin/*``) accepts only the key in env var ``key_env``; unset: disabled."""
+
+    key_env: str = "RELAYGATE_ADMIN_KEY"
+
+
+class CutoffConfig(_Strict):
+    """Cutoff registry behaviour (seconds). Detected cutoffs are re-probed every
+    ``probe_interval_s`` and cleared after ``clear_after_successes`` consecutive successful
+    probes (``null``: never cleared automatically). ``poll_interval_s``: how often the gateway
+    reads the registry for changes made by the CLI or another replica."""
+
+    detect: bool = True
+    probe_interval_s: float = Field(300.0, gt=0)
+    clear_after_successes: int | None = Field(3, ge=1)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+
 class StorageConfig(_Strict):
     """SQLAlchemy URL; default ``sqlite:///$RELAYGATE_HOME/relaygate.db``."""
 
@@ -189,6 +216,9 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
+    policy: PolicyConfig = PolicyConfig()
+    admin: AdminConfig = AdminConfig()
+    cutoffs: CutoffConfig = CutoffConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
@@ -215,4 +245,9 @@ class Config(_Strict):
             for r in tenant.allowed_routes or []:
                 if r not in self.routes:
                     raise RefError(("tenants", tname, "allowed_routes"), f"unknown route {r!r}")
+        for i, rule in enumerate(self.policy.rules):
+            for field, names in (("route", self.routes), ("tenant", self.tenants)):
+                for name in getattr(rule.match, field) or []:
+                    if name not in names:
+                        raise RefError(("policy", "rules", i, "match", field), f"unknown {field} {name!r}")
         return self

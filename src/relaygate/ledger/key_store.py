@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from relaygate.ledger.audit import append_event
 from relaygate.ledger.db import StorageError, transaction
 from relaygate.ledger.schema import tenants, virtual_keys
 
@@ -102,10 +103,13 @@ class KeyStore:
         # Bumped on every invalidation so a lookup racing a revoke cannot re-cache the old answer.
         self._generation = 0
 
-    def create_key(self, tenant: str, region: str | None = None) -> tuple[str, str]:
+    def create_key(
+        self, tenant: str, region: str | None = None, *, actor: str = "unknown"
+    ) -> tuple[str, str]:
         """Create a key for ``tenant`` (created if missing; its region set if ``region`` given).
 
-        Returns ``(key_id, plaintext)``, e.g. ``("key_ab12cd34", "rg-...")``; the plaintext is not
+        A ``key.create`` audit event (by ``actor``) commits in the same transaction. Returns
+        ``(key_id, plaintext)``, e.g. ``("key_ab12cd34", "rg-...")``; the plaintext is not
         stored and cannot be shown again. Raises ``ValueError`` for an empty or over-long tenant
         name, ``StorageError`` if the database fails.
         """
@@ -116,7 +120,7 @@ class KeyStore:
         for attempt in range(_CREATE_TRIES):
             key_id = "key_" + secrets.token_hex(4)
             try:
-                self._insert_key(key_id, tenant, region, digest, plaintext[:_DISPLAY_CHARS])
+                self._insert_key(key_id, tenant, region, digest, plaintext[:_DISPLAY_CHARS], actor)
                 break
             except StorageError as exc:
                 if not exc.conflict or attempt == _CREATE_TRIES - 1:
@@ -124,9 +128,19 @@ class KeyStore:
         self._invalidate(digest)  # a negative entry for this digest would hide the new key
         return key_id, plaintext
 
-    def _insert_key(self, key_id: str, tenant: str, region: str | None, digest: str, prefix: str) -> None:
+    def _insert_key(
+        self, key_id: str, tenant: str, region: str | None, digest: str, prefix: str, actor: str
+    ) -> None:
         now = datetime.now(UTC)
         with transaction(self._engine, write=True) as conn:
+            append_event(
+                conn,
+                "key.create",
+                actor,
+                key_id,
+                {"tenant": tenant, "region": region, "key_prefix": prefix},
+                now=now,
+            )
             current = conn.execute(sa.select(tenants.c.region).where(tenants.c.name == tenant)).first()
             if current is None:
                 conn.execute(tenants.insert().values(name=tenant, region=region, created_at=now))
@@ -181,8 +195,9 @@ class KeyStore:
         self._remember(digest, info, generation)
         return info
 
-    def revoke(self, key_id: str) -> bool:
-        """Revoke ``key_id``; False if there is no such active key. Raises ``StorageError``."""
+    def revoke(self, key_id: str, *, actor: str = "unknown", reason: str = "") -> bool:
+        """Revoke ``key_id``; False if there is no such active key. A ``key.revoke`` audit event
+        commits with it. Raises ``StorageError``."""
         with transaction(self._engine, write=True) as conn:
             digest = conn.execute(
                 sa.select(virtual_keys.c.key_hash).where(
@@ -191,9 +206,9 @@ class KeyStore:
             ).scalar_one_or_none()
             if digest is None:
                 return False
-            conn.execute(
-                virtual_keys.update().where(virtual_keys.c.id == key_id).values(revoked_at=datetime.now(UTC))
-            )
+            now = datetime.now(UTC)
+            append_event(conn, "key.revoke", actor, key_id, {"reason": reason} if reason else None, now=now)
+            conn.execute(virtual_keys.update().where(virtual_keys.c.id == key_id).values(revoked_at=now))
         self._invalidate(digest)
         return True
 

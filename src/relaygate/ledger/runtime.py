@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from relaygate.ledger.audit import AuditLog
+from relaygate.ledger.cutoff_store import CutoffStore
 from relaygate.ledger.key_store import KeyStore
 from relaygate.ledger.migrate import open_database
 from relaygate.ledger.usage_store import UsageStore
@@ -27,6 +29,8 @@ class Storage:
     usage: UsageStore
     keys: KeyStore
     writer: LedgerWriter
+    audit: AuditLog
+    cutoffs: CutoffStore
 
 
 @contextlib.asynccontextmanager
@@ -41,7 +45,7 @@ async def open_storage(url: str | None = None) -> AsyncIterator[Storage]:
         writer = LedgerWriter(usage)
         await writer.start()
         try:
-            yield Storage(engine, usage, KeyStore(engine), writer)
+            yield Storage(engine, usage, KeyStore(engine), writer, AuditLog(engine), CutoffStore(engine))
         finally:
             await writer.close()
     finally:

@@ -74,9 +74,10 @@ class UsageStore:
         with transaction(self._engine, write=True) as conn:
             conn.execute(usage.insert(), values)
 
-    def query_usage(self, since: datetime, by: GroupBy) -> list[UsageSummary]:
+    def query_usage(self, since: datetime, by: GroupBy, *, tenant: str | None = None) -> list[UsageSummary]:
         """Aggregate rows with ``ts >= since`` (naive means UTC) grouped ``by`` tenant, route or
-        served deployment, most requests first. Raises ``ValueError`` for another ``by``.
+        served deployment, most requests first; only ``tenant``'s rows when given. Raises
+        ``ValueError`` for another ``by``.
         """
         if by not in _GROUP_COLUMNS:
             raise ValueError(f"by must be one of {', '.join(GROUP_BY)}, not {by!r}")
@@ -95,7 +96,7 @@ class UsageStore:
                 sa.func.avg(usage.c.latency_ms).label("avg_latency_ms"),
                 sa.func.avg(usage.c.ttft_ms).label("avg_ttft_ms"),
             )
-            .where(usage.c.ts >= since)
+            .where(usage.c.ts >= since, *([usage.c.tenant == tenant] if tenant is not None else []))
             .group_by(key)
             .order_by(requests.desc(), key)
         )

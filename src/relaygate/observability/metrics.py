@@ -54,6 +54,19 @@ class Metrics:
             ["deployment"],
             registry=r,
         )
+        self.cutoffs_detected = Counter(
+            "relaygate_cutoffs_detected_total",
+            "Region blocks detected from upstream answers",
+            ["provider", "region"],
+            registry=r,
+        )
+        self.cutoffs_active = Gauge("relaygate_cutoffs_active", "Cutoffs in force", registry=r)
+        self.policy_exclusions = Counter(
+            "relaygate_policy_exclusions_total",
+            "Deployments excluded before routing, by code",
+            ["code"],
+            registry=r,
+        )
         self.ledger_pending = Gauge(
             "relaygate_ledger_pending_rows", "Ledger rows not yet written", registry=r
         )

@@ -263,18 +263,18 @@ def rewrite_model(body: bytes, new_model: str) -> bytes:
     return body
 
 
-def with_stream_usage(body: bytes, data: dict[str, Any]) -> bytes:
+def with_stream_usage(body: bytes, has_stream_options: bool) -> bytes:
     """Ask the upstream for a final usage chunk (``stream_options.include_usage``).
 
     When the client sent no ``stream_options`` the key is spliced in after the opening brace;
-    otherwise the body is re-encoded with the option set.
+    otherwise ``body`` (already rewritten for the upstream) is re-encoded with the option set.
     """
-    if "stream_options" not in data:
+    if not has_stream_options:
         i = body.index(b"{")
         return body[: i + 1] + b'"stream_options":{"include_usage":true},' + body[i + 1 :]
-    new = dict(data)
-    new["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
-    return orjson.dumps(new)
+    data = orjson.loads(body)
+    data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
+    return orjson.dumps(data)
 
 
 def usage_from(obj: object) -> Usage | None:

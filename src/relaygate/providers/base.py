@@ -23,11 +23,17 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
     async def chat(
-        self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool
+        self,
+        deployment: DeploymentConfig,
+        request: ChatRequest,
+        *,
+        stream_usage: bool,
+        region: str | None = None,
     ) -> UpstreamResponse:
         """Send a Chat Completions request for ``deployment``.
 
-        ``stream_usage``: ask the upstream for a final usage chunk on a stream.
+        ``stream_usage``: ask the upstream for a final usage chunk on a stream. ``region``: the
+        tenant region the request comes from (selects a regional endpoint when configured).
         Raises ``UpstreamError`` (any non-2xx, classified) or its timeout/connection subclasses.
         """
         ...

@@ -64,7 +64,9 @@ class LocalModelProvider(OpenAICompatProvider):
         await super().start()
         path = Path(self.local.model_path) if self.local.model_path else default_model_path()
         if path is None or not path.is_file():
-            self.unavailable = INSTALL_HINT if not self.local.model_path else f"model file not found: {path}"
+            self.unavailable = (
+                INSTALL_HINT if not self.local.model_path else f"model file not found: {path}; {INSTALL_HINT}"
+            )
             log.warning("local provider %s: %s", self.name, self.unavailable)
             return
         try:
@@ -86,6 +88,7 @@ class LocalModelProvider(OpenAICompatProvider):
         params.cpuparams.n_threads = self.local.threads
         params.cpuparams_batch.n_threads = self.local.threads
         params.verbosity = -1
+        params.model_alias = {path.stem}  # else llama.cpp echoes the file's absolute path as "model"
         params.n_predict = self.local.default_max_tokens
         # SmolLM2 loops under greedy decoding; a mild repeat penalty is the documented remedy.
         params.sampling.penalty_repeat = 1.1
@@ -98,7 +101,12 @@ class LocalModelProvider(OpenAICompatProvider):
         self._server = None
 
     async def chat(
-        self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool
+        self,
+        deployment: DeploymentConfig,
+        request: ChatRequest,
+        *,
+        stream_usage: bool,
+        region: str | None = None,
     ) -> UpstreamResponse:
         if self._server is None:
             raise UpstreamConnectionError(self.unavailable or "local model not started")

@@ -30,6 +30,7 @@ class OpenAICompatProvider:
         self.config = config
         self.base_url = base_url or config.base_url
         self.transport = Transport(config.timeouts, config.max_connections)
+        self._regional = {k.upper(): v.rstrip("/") for k, v in config.region_base_urls.items()}
         self._headers = {"content-type": "application/json", **config.headers}
         if config.api_key_env:
             key = os.environ.get(config.api_key_env)
@@ -54,14 +55,22 @@ class OpenAICompatProvider:
         if request.model != deployment.model:
             body = rewrite_model(body, deployment.model)
         if request.stream and stream_usage and self.config.stream_usage and not request.include_usage:
-            body = with_stream_usage(body, request.data)
+            body = with_stream_usage(body, "stream_options" in request.data)
         return body
 
     async def chat(
-        self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool
+        self,
+        deployment: DeploymentConfig,
+        request: ChatRequest,
+        *,
+        stream_usage: bool,
+        region: str | None = None,
     ) -> UpstreamResponse:
         body = self.build_body(deployment, request, stream_usage=stream_usage)
-        resp = await self.transport.post(f"{self.base_url}/chat/completions", self._headers, body)
+        base = (
+            self._regional.get(region.upper(), self.base_url) if region and self._regional else self.base_url
+        )
+        resp = await self.transport.post(f"{base}/chat/completions", self._headers, body)
         if resp.status < 300:
             return resp
         try:

@@ -52,8 +52,10 @@ def stream_error(err: dict[str, Any]) -> UpstreamError:
     return classify_http_error(status, {}, orjson.dumps({"error": err}))
 
 
-async def attempt_completion(provider: Provider, dep: DeploymentConfig, req: ChatRequest) -> Completion:
-    resp = await provider.chat(dep, req, stream_usage=False)
+async def attempt_completion(
+    provider: Provider, dep: DeploymentConfig, req: ChatRequest, *, region: str | None = None
+) -> Completion:
+    resp = await provider.chat(dep, req, stream_usage=False, region=region)
     try:
         body = await resp.read()
     finally:
@@ -83,10 +85,15 @@ async def attempt_completion(provider: Provider, dep: DeploymentConfig, req: Cha
 
 
 async def attempt_stream(
-    provider: Provider, dep: DeploymentConfig, req: ChatRequest, *, stream_usage: bool
+    provider: Provider,
+    dep: DeploymentConfig,
+    req: ChatRequest,
+    *,
+    stream_usage: bool,
+    region: str | None = None,
 ) -> OpenedStream:
     """Open a stream and read until it may be committed. Raises ``UpstreamError`` before that."""
-    resp = await provider.chat(dep, req, stream_usage=stream_usage)
+    resp = await provider.chat(dep, req, stream_usage=stream_usage, region=region)
     opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
     try:
         async for chunk in opened.chunks:

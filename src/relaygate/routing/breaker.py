@@ -85,5 +85,12 @@ class BreakerBook:
             br = self._by_id[deployment_id] = CircuitBreaker(self.config)
         return br
 
+    def adopt(self, other: BreakerBook, keep: set[str]) -> None:
+        """Take over ``other``'s breakers for ids in ``keep``, under this book's config."""
+        for did, br in other._by_id.items():
+            if did in keep:
+                br.config = self.config
+                self._by_id[did] = br
+
     def states(self) -> dict[str, BreakerState]:
         return {k: v.state for k, v in self._by_id.items()}

@@ -61,20 +61,49 @@ class Router:
         self.cooldown_until: dict[str, float] = {}
         self._on_attempt = on_attempt
 
+    def inherit(self, previous: Router, keep: set[str]) -> None:
+        """Carry breaker and cooldown state over a config reload for deployments in ``keep``."""
+        self.breakers.adopt(previous.breakers, keep)
+        self.cooldown_until.update({k: v for k, v in previous.cooldown_until.items() if k in keep})
+
     async def run(
-        self, route_name: str, served: Served, attempt: Callable[[Provider, DeploymentConfig], Awaitable[T]]
+        self,
+        route_name: str,
+        served: Served,
+        attempt: Callable[[Provider, DeploymentConfig], Awaitable[T]],
+        *,
+        candidates: list[DeploymentConfig] | None = None,
+        on_region_block: Callable[[DeploymentConfig, UpstreamError], Awaitable[None]] | None = None,
     ) -> T:
         """Run ``attempt`` over the route's candidates; returns the first committed result.
+
+        ``candidates``: the deployments policy allows (default: all of the route's), ordered
+        here by the route's strategy. ``on_region_block`` is awaited when an upstream reports a
+        region block, before moving on; later deployments of that provider are skipped.
 
         Raises ``UpstreamError`` with class ``client_error`` (relay to the client unchanged),
         ``RateLimitError`` when only waits stand in the way, else ``AllCandidatesFailedError``.
         """
         route = self.config.routes[route_name]
+        if candidates is not None:
+            route = route.model_copy(update={"deployments": candidates})
         cfg = route.retry or self.config.retry
         causes: list[tuple[str, UpstreamError]] = []
         min_context: int | None = None
+        blocked: set[str] = set()
         for dep in order_deployments(route, self.rng):
             did = dep.deployment_id
+            if dep.provider in blocked:
+                causes.append(
+                    (
+                        did,
+                        UpstreamError(
+                            f"skipped: provider {dep.provider} region-blocked",
+                            error_class=ErrorClass.REGION_BLOCKED,
+                        ),
+                    )
+                )
+                continue
             if min_context is not None and (dep.context_window or 0) <= min_context:
                 causes.append(
                     (
@@ -110,11 +139,16 @@ class Router:
                         )
                     decision = retry.decide(err, n, cfg, self.rng)
                     if decision.action is retry.Action.RELAY:
+                        served.deployment = dep  # the answer the client gets came from here
                         raise
                     if decision.action is retry.Action.RETRY and breaker.allow(self.clock()):
                         await asyncio.sleep(decision.delay_s)
                         continue
                     causes.append((did, err))
+                    if err.error_class is ErrorClass.REGION_BLOCKED:
+                        blocked.add(dep.provider)
+                        if on_region_block is not None:
+                            await on_region_block(dep, err)
                     if err.error_class is ErrorClass.CONTEXT_LENGTH and dep.context_window:
                         min_context = max(min_context or 0, dep.context_window)
                     break
