@@ -17,6 +17,7 @@ from rich.console import Console
 from relaygate import __version__
 from relaygate.cli import audit as audit_cmd
 from relaygate.cli import cutoff as cutoff_cmd
+from relaygate.cli import drill as drill_cmd
 from relaygate.cli import keys as keys_cmd
 from relaygate.cli import usage as usage_cmd
 from relaygate.config import Config, default_config, load_config
@@ -37,6 +38,7 @@ app.add_typer(audit_cmd.app, name="audit", help="List audit events and verify th
 app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1h --by tenant`.")(
     usage_cmd.usage
 )
+app.command("drill", help=drill_cmd.HELP)(drill_cmd.drill)
 
 err = Console(stderr=True)
 ConfigOpt = Annotated[

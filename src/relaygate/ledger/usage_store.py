@@ -16,7 +16,7 @@ from relaygate.ledger.db import transaction
 from relaygate.ledger.records import AttemptRecord, UsageRecord
 from relaygate.ledger.schema import usage
 
-__all__ = ["GROUP_BY", "GroupBy", "UsageStore", "UsageSummary"]
+__all__ = ["GROUP_BY", "GroupBy", "TrafficSummary", "UsageStore", "UsageSummary"]
 
 GroupBy = Literal["tenant", "route", "deployment"]
 GROUP_BY: tuple[GroupBy, ...] = ("tenant", "route", "deployment")
@@ -55,6 +55,24 @@ class UsageSummary(TypedDict):
     cost_usd: float
     avg_latency_ms: float | None
     avg_ttft_ms: float | None
+
+
+class TrafficSummary(TypedDict):
+    """One aggregated row of ``UsageStore.traffic_by``: the requests of one (route, tenant region,
+    data class, tenant, served deployment, served provider), with token and cost sums (unreported
+    values count as 0). ``served_*`` are None for requests no deployment answered.
+    """
+
+    route: str
+    tenant_region: str | None
+    data_class: str | None
+    tenant: str | None
+    served_deployment: str | None
+    served_provider: str | None
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
 
 
 class UsageStore:
@@ -103,6 +121,49 @@ class UsageStore:
         with transaction(self._engine) as conn:
             result = conn.execute(stmt).mappings().all()
         return [_summary(row) for row in result]
+
+    def traffic_by(self, since: datetime) -> list[TrafficSummary]:
+        """Rows with ``ts >= since`` (naive means UTC) and a route, grouped by route, tenant region,
+        data class, tenant, served deployment and served provider; sorted by those keys (NULLs
+        first). Read-only; used by ``relaygate drill``.
+        """
+        keys = [
+            usage.c.route,
+            usage.c.tenant_region,
+            usage.c.data_class,
+            usage.c.tenant,
+            usage.c.served_deployment,
+            usage.c.served_provider,
+        ]
+        stmt = (
+            sa.select(
+                *keys,
+                sa.func.count().label("requests"),
+                sa.func.sum(sa.func.coalesce(usage.c.prompt_tokens, 0)).label("prompt_tokens"),
+                sa.func.sum(sa.func.coalesce(usage.c.completion_tokens, 0)).label("completion_tokens"),
+                sa.func.sum(sa.func.coalesce(usage.c.cost_usd, 0.0)).label("cost_usd"),
+            )
+            .where(usage.c.ts >= since, usage.c.route.is_not(None))
+            .group_by(*keys)
+            .order_by(*(k.asc().nulls_first() for k in keys))
+        )
+        with transaction(self._engine) as conn:
+            result = conn.execute(stmt).mappings().all()
+        return [
+            TrafficSummary(
+                route=row["route"],
+                tenant_region=row["tenant_region"],
+                data_class=row["data_class"],
+                tenant=row["tenant"],
+                served_deployment=row["served_deployment"],
+                served_provider=row["served_provider"],
+                requests=int(row["requests"]),
+                prompt_tokens=int(row["prompt_tokens"] or 0),
+                completion_tokens=int(row["completion_tokens"] or 0),
+                cost_usd=float(row["cost_usd"] or 0.0),
+            )
+            for row in result
+        ]
 
     def count_usage(self) -> int:
         """Number of rows in the table."""

@@ -1,0 +1,184 @@
+"""``relaygate drill``: what if a provider were cut off (for one region, or everywhere)?
+
+Loads the config as ``serve`` does, the ledger window and the cutoffs already in force, and hands
+them to ``relaygate.evals.drill``. The table (or one JSON document) goes to standard output, a
+one-line summary to standard error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from relaygate.cli.cutoff import parse_target
+from relaygate.durations import parse_duration
+from relaygate.evals.drill import NO_ALLOWED, DrillReport, GroupImpact, run_drill
+from relaygate.ledger.cutoff_store import CutoffStore
+from relaygate.ledger.db import StorageError
+from relaygate.ledger.migrate import open_database
+from relaygate.ledger.usage_store import TrafficSummary, UsageStore
+from relaygate.policy import compile_policy
+
+__all__ = ["EXIT_DANGEROUS", "HELP", "drill"]
+
+EXIT_DANGEROUS = 3
+HELP = (
+    "What if a provider is cut off? Per route, tenant region and data class: share of past traffic "
+    "affected, what would serve instead, change in USD per 1M tokens. "
+    "e.g. `relaygate drill --cutoff openai:CN --since 7d`.\n\n"
+    "Exit codes: 0 every route/region keeps an allowed deployment; 3 some route/region would be left "
+    "with NO ALLOWED DEPLOYMENT; 2 bad argument or config; 1 database error."
+)
+_FORMATS = ("table", "json")
+
+
+def drill(
+    cutoff: Annotated[
+        list[str],
+        typer.Option(
+            "--cutoff",
+            metavar="PROVIDER[:REGION]",
+            help="provider to cut off, for REGION or (no region) every region; repeat for several",
+        ),
+    ],
+    since: Annotated[str, typer.Option("--since", help="ledger window back from now: 1h, 7d, 2w")] = "7d",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="relaygate.yaml; default: $RELAYGATE_CONFIG, else the embedded default"
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Cutoff drill over config, policy and ledger; exit 3 when a route/region would have no deployment."""
+    from relaygate.cli.main import _load  # main imports this module: import at call time
+
+    if fmt not in _FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(_FORMATS)}", param_hint="'--format'")
+    try:
+        start = datetime.now(UTC) - parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--since'") from None
+    try:
+        pairs = [parse_target(text) for text in cutoff]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--cutoff'") from None
+    cfg, _source = _load(config)
+    unknown = sorted({p for p, _ in pairs if p not in cfg.providers})
+    if unknown:
+        known = ", ".join(sorted(cfg.providers)) or "none"
+        raise typer.BadParameter(
+            f"unknown provider {', '.join(map(repr, unknown))} (known: {known})", param_hint="'--cutoff'"
+        )
+    traffic, active = _read_ledger(db, start)
+    report = run_drill(cfg, compile_policy(cfg.policy), traffic, pairs, active=active)
+    if fmt == "json":
+        typer.echo(json.dumps(report.to_json(start), indent=2))
+    else:
+        _print_tables(report, start)
+    Console(stderr=True, highlight=False).print(_summary(report, start), soft_wrap=True)
+    if report.dangerous:
+        raise typer.Exit(EXIT_DANGEROUS)
+
+
+def _read_ledger(db: str | None, start: datetime) -> tuple[list[TrafficSummary], list[tuple[str, str]]]:
+    """Traffic since ``start`` and the (provider, region) cutoffs in force; exit 1 on a database error."""
+    try:
+        engine = open_database(db)
+        try:
+            traffic = UsageStore(engine).traffic_by(start)
+            active = [(c.provider, c.region) for c in CutoffStore(engine).active()]
+        finally:
+            engine.dispose()
+    except StorageError as exc:
+        Console(stderr=True, highlight=False).print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    return traffic, active
+
+
+def _print_tables(report: DrillReport, start: datetime) -> None:
+    out = Console(highlight=False)
+    cut = ", ".join(f"{p}:{r}" for p, r in report.cutoffs)
+    if report.groups:
+        table = Table(title=f"drill: cut off {cut}; traffic since {start:%Y-%m-%d %H:%M} UTC")
+        for header in ("route", "region", "class"):
+            table.add_column(header, no_wrap=True)
+        for header in ("requests", "affected", "share"):
+            table.add_column(header, justify="right")
+        table.add_column("serving now")
+        table.add_column("would serve")
+        for header in ("old $/1M", "new $/1M", "delta $/1M"):
+            table.add_column(header, justify="right")
+        for g in report.groups:
+            table.add_row(
+                g.route,
+                g.tenant_region or "-",
+                g.data_class or "-",
+                f"{g.requests:,}",
+                f"{g.affected_requests:,}",
+                f"{g.affected_share:.1%}",
+                ", ".join(g.current_deployments) or "-",
+                _replacement(g),
+                _usd(g.old_usd_per_1m),
+                _usd(g.new_usd_per_1m),
+                "-" if g.delta_usd_per_1m is None else f"{g.delta_usd_per_1m:+.4f}",
+            )
+        out.print(table)
+        for g in report.groups:
+            if g.no_allowed_deployment:
+                where = f"{g.route} {g.tenant_region or '-'} {g.data_class or '-'}"
+                out.print(Text(f"{where}: {g.replacement_reason}"), soft_wrap=True)
+    if report.idle:
+        idle = Table(title="routes without traffic in the window left with no allowed deployment")
+        for header in ("route", "region", "class", "tenants", "why"):
+            idle.add_column(header)
+        for i in report.idle:
+            idle.add_row(
+                Text(i.route, style="bold red" if i.dangerous else "yellow"),
+                i.tenant_region or "-",
+                i.data_class,
+                ", ".join(i.tenants),
+                i.reason,
+            )
+        out.print(idle)
+
+
+def _replacement(g: GroupImpact) -> Text:
+    if g.dangerous:
+        return Text(g.replacement or NO_ALLOWED, style="bold red")
+    if g.no_allowed_deployment:
+        return Text(g.replacement or "none (policy refuses even without cutoffs)", style="yellow")
+    return Text(g.replacement or "-")
+
+
+def _summary(report: DrillReport, start: datetime) -> str:
+    total = sum(g.requests for g in report.groups)
+    affected = sum(g.affected_requests for g in report.groups)
+    cut = ", ".join(f"{p}:{r}" for p, r in report.cutoffs)
+    also = f" (also in force: {', '.join(f'{p}:{r}' for p, r in report.active)})" if report.active else ""
+    share = f" ({affected / total:.1%})" if total else ""
+    head = (
+        f"drill {cut}{also}: {affected:,} of {total:,} requests since {start:%Y-%m-%d %H:%M} UTC{share} "
+        "were served by a cut provider; "
+    )
+    broken = sum(g.dangerous for g in report.groups) + sum(i.dangerous for i in report.idle)
+    if broken:
+        return head + f"[bold red]{broken} route/region group(s) left with {NO_ALLOWED}[/bold red] (exit 3)"
+    return head + "every route/region keeps an allowed deployment"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
