@@ -48,9 +48,11 @@ class LedgerSink(Protocol):
 
 
 class PolicyDeniedError(PermissionDeniedError):
-    """Policy leaves no deployment for this request (403, code ``policy_denied``)."""
+    """Policy leaves no deployment for this request (403, code ``policy_denied``); ``plan``
+    holds the decision so the response header and the ledger row can carry it."""
 
     code = "policy_denied"
+    plan: Plan | None = None
 
 
 @dataclass(slots=True)
@@ -144,14 +146,17 @@ class Gateway:
         decision = decide(facts, rt.candidates[req.model], rt.policy, self.cutoffs.view.pairs())
         allowed = set(decision.allowed)
         deps = [d for d in rt.config.routes[req.model].deployments if d.deployment_id in allowed]
+        plan = Plan(req.model, principal.region, data_class, source, pii, decision, deps)
         if not deps and not any(e.code == "cutoff" for e in decision.excluded):
-            raise PolicyDeniedError(
+            denied = PolicyDeniedError(
                 f"Policy allows no deployment of model '{req.model}' for tenant '{principal.tenant}' "
                 f"(region {principal.region or 'unknown'}, data class {data_class}): "
                 + "; ".join(f"{e.deployment_id}: {e.message}" for e in decision.excluded),
                 param="model",
             )
-        return Plan(req.model, principal.region, data_class, source, pii, decision, deps)
+            denied.plan = plan
+            raise denied
+        return plan
 
     async def complete(self, rt: Runtime, plan: Plan, req: ChatRequest, served: Served) -> Completion:
         region = plan.region
@@ -219,7 +224,7 @@ class Gateway:
 
     async def record(self, rec: UsageRecord) -> None:
         """Metrics now; the ledger row off the request path (the writer batches it)."""
-        self.metrics.on_request(rec)
+        self.metrics.on_request(rec, known_route=rec.route in self.runtime.config.routes)
         if self.ledger is not None:
             await self.ledger.submit(rec)
 

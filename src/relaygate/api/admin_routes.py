@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 
-from relaygate.api.auth import Principal
+from relaygate.api.auth import Principal, is_virtual_key
 from relaygate.api.error_render import openai_error_body
 from relaygate.errors import (
     AuthenticationError,
@@ -66,7 +66,7 @@ class Explain(_Body):
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data, default=str), status, media_type=_JSON)
+    return Response(orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS), status, media_type=_JSON)
 
 
 async def _parse(request: Request, model: type[BaseModel]) -> Any:
@@ -95,7 +95,7 @@ async def _authorize(request: Request, gw: Gateway) -> None:
         )
     if hmac.compare_digest(token.encode(), expected.encode()):
         return
-    if gw.keys is not None and await gw.keys.alookup(token) is not None:
+    if await is_virtual_key(gw.runtime.auth, token):
         raise PermissionDeniedError("Virtual keys cannot use the admin API.", code="admin_key_required")
     raise AuthenticationError("Incorrect admin key.")
 

@@ -18,7 +18,7 @@ from typing import Protocol
 from relaygate.config.schema import Config
 from relaygate.errors import AuthenticationError
 
-__all__ = ["Authenticator", "KeyLookup", "Principal"]
+__all__ = ["Authenticator", "KeyLookup", "Principal", "is_virtual_key"]
 
 log = logging.getLogger("relaygate.auth")
 
@@ -93,6 +93,14 @@ class Authenticator:
                 f"Incorrect API key provided: {shown}. Create one with `relaygate keys create --tenant NAME`."
             )
         return self._principal(info.tenant, info.region, info.key_id)
+
+
+async def is_virtual_key(auth: Authenticator, token: str) -> bool:
+    """Is ``token`` a valid virtual key (config or database)? Used to answer 403, not 401,
+    when one is presented where only the admin key is accepted."""
+    if hashlib.sha256(token.encode()).hexdigest() in auth._config_keys:
+        return True
+    return auth.keys is not None and await auth.keys.alookup(token) is not None
 
 
 def _bearer(value: str | None) -> str | None:

@@ -31,7 +31,7 @@ from relaygate.errors import (
     UpstreamError,
 )
 from relaygate.ledger.records import UsageRecord
-from relaygate.pipeline import Gateway, Plan
+from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.routing.attempts import OpenedStream, stream_error
@@ -98,9 +98,15 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         rec.stream = req.stream
         rec.route = req.model
         rt.resolve_route(principal, req.model)
-        plan = gw.plan(rt, principal, req, request.headers)
-        rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
-        rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
+        try:
+            plan = gw.plan(rt, principal, req, request.headers)
+        except PolicyDeniedError as denied:
+            plan = denied.plan
+            raise
+        finally:
+            if plan is not None:
+                rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
+                rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
         if req.stream:
             opened = await gw.open_stream(rt, plan, req, served)
             return _stream_response(gw, req, rec, served, opened, t0, plan)

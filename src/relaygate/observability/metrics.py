@@ -79,8 +79,10 @@ class Metrics:
     def on_attempt(self, a: AttemptRecord) -> None:
         self.attempts.labels(a.deployment, a.error_class or "ok").inc()
 
-    def on_request(self, rec: UsageRecord) -> None:
-        route = rec.route or ""
+    def on_request(self, rec: UsageRecord, known_route: bool = True) -> None:
+        """``known_route`` False (an unknown model name) labels the series ``route=""`` so callers
+        cannot create unbounded series."""
+        route = (rec.route or "") if known_route else ""
         self.requests.labels(route, str(rec.status)).inc()
         if rec.latency_ms is not None:
             self.latency.labels(route).observe(rec.latency_ms / 1000)
