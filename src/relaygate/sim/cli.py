@@ -26,6 +26,7 @@ async def _serve(scenario: Scenario, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers on Windows
         loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)  # also when the parent ignores SIGINT
     try:
         await stop.wait()
     finally:
