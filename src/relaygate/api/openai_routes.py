@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from relaygate.api.error_render import openai_error_body, openai_error_event
+from relaygate.api.stream_relay import finalizer, upstream_batches
 from relaygate.api.streaming import SSEResponse
 from relaygate.durations import parse_duration
 from relaygate.errors import (
@@ -34,7 +35,7 @@ from relaygate.ledger.records import UsageRecord
 from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.openai_stream import ChunkKind
-from relaygate.routing.attempts import OpenedStream, stream_error
+from relaygate.routing.attempts import OpenedStream
 from relaygate.routing.router import Served
 
 __all__ = ["chat_completions", "list_models", "read_body", "tenant_usage"]
@@ -154,54 +155,21 @@ def _stream_response(
     t0: float,
     plan: Plan,
 ) -> SSEResponse:
-    rec.status = 200
-    gw.account(rec, served, None)
-    watch = opened.watch
+    finalize = finalizer(gw, rec, served, opened, t0)
 
     async def body() -> AsyncGenerator[bytes, None]:
-        strip_usage = not req.include_usage
+        strip_usage = not req.include_usage  # the gateway asked for usage; the client did not
         try:
-            for ev, kind in opened.buffered:
-                if not (strip_usage and kind is ChunkKind.USAGE):
-                    yield ev.raw
-            opened.buffered.clear()
-            if not opened.ended:
-                async for chunk in opened.chunks:
-                    out = []
-                    for ev in opened.decoder.feed(chunk):
-                        kind = watch.inspect(ev)
-                        if kind is ChunkKind.ERROR:
-                            raise stream_error(watch.error or {})
-                        if not (strip_usage and kind is ChunkKind.USAGE):
-                            out.append(ev.raw)
-                    if out:
-                        yield b"".join(out)
-                tail = opened.decoder.finish()
-                if tail is not None and watch.inspect(tail) is not ChunkKind.ERROR:
-                    yield tail.raw + b"\n\n"
-            if not watch.done:
-                if watch.finish_reason is None:
-                    raise UpstreamError(
-                        "upstream stream ended before a finish_reason or [DONE]",
-                        error_class=ErrorClass.STREAM_CUT,
-                    )
-                yield b"data: [DONE]\n\n"
+            async for batch in upstream_batches(opened):
+                out = b"".join(ev.raw for ev, kind in batch if not (strip_usage and kind is ChunkKind.USAGE))
+                if out:
+                    yield out
+            if not opened.watch.done:
+                yield b"data: [DONE]\n\n"  # finish_reason came, the terminator did not
         except UpstreamError as err:
             rec.error_code = err.error_class.value
             yield openai_error_event(err)
 
-    async def finalize(disconnected: bool) -> None:
-        opened.resp.close() if not watch.done else opened.resp.release()
-        gw.account(rec, served, watch.usage)
-        rec.finish_reason = watch.finish_reason
-        rec.complete = watch.complete and not disconnected and rec.error_code is None
-        if disconnected and rec.error_code is None:
-            rec.error_code = "client_disconnected"
-        rec.latency_ms = (time.monotonic() - t0) * 1000
-        await gw.record(rec)
-
-    if watch.content_seen:
-        rec.ttft_ms = (time.monotonic() - t0) * 1000
     return SSEResponse(body(), _headers(rec, served, plan), finalize)
 
 
