@@ -145,6 +145,8 @@ def _reloader(gw: Gateway, path: str, storage: Any) -> Callable[[str], Awaitable
     async def reload(actor: str) -> None:
         try:
             new = await asyncio.to_thread(load_config, path)
+            if not new.routes:
+                raise ConfigError(path, "routes", "the new config has no routes; refusing to drop them all")
             await gw.reload(new)
         except ConfigError as exc:
             log.error("config reload rejected, old config stays in force: %s", exc)

@@ -111,7 +111,8 @@ def test_metrics_count_requests_by_route_and_status(ops: Ops) -> None:
     assert m[("relaygate_requests_total", _labels(route="chat", status="200"))] == 2
     # a body rejected while parsing has no route yet
     assert m[("relaygate_requests_total", _labels(route="", status="400"))] == 1
-    assert m[("relaygate_requests_total", _labels(route="nope", status="404"))] == 1
+    # an unknown model is counted under route="" (client strings never become label values)
+    assert m[("relaygate_requests_total", _labels(route="", status="404"))] >= 1
     assert m[("relaygate_requests_total", _labels(route="bad", status="400"))] == 1
     assert m[("relaygate_upstream_attempts_total", _labels(deployment="up/m1", outcome="ok"))] == 2
     assert (
@@ -242,15 +243,6 @@ def test_router_errors_carry_a_request_id(ops: Ops, method: str, path: str) -> N
     assert resp.headers.get("x-request-id")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: relaygate_requests_total and relaygate_request_duration_seconds label 'route' with the "
-        "client's model string even when it names no route (404), so any caller creates unbounded time "
-        "series: 30 distinct unknown models -> 30 new series, and one request with a 200 KB model name "
-        "grows /metrics by ~4 MB (observability/metrics.Metrics.on_request uses rec.route as given)."
-    ),
-)
 def test_unknown_models_do_not_create_metric_series(ops: Ops) -> None:
     for i in range(20):
         assert ops.chat(f"no-such-model-{i}").status_code == 404

@@ -141,3 +141,22 @@ def test_deployment_variables() -> None:
     cfg = _policy(("deny", "deployment.model.startsWith('gpt-') && deployment.id == 'a/gpt-4o'"))
     cands = [Candidate("a/gpt-4o", "gpt-4o", "a"), Candidate("b/gpt-4o", "gpt-4o", "b")]
     assert decide(REQ, cands, compile_policy(cfg), ()).allowed == ("b/gpt-4o",)
+
+
+@pytest.mark.parametrize(
+    ("tenant_region", "matched"),
+    [("DE", True), ("fr", True), ("EU", True), ("NO", False), ("US", False), (None, False)],
+)
+def test_match_tenant_region_group_covers_member_states(tenant_region: str | None, matched: bool) -> None:
+    policy = compile_policy(
+        PolicyConfig.model_validate(
+            {
+                "rules": [
+                    {"name": "eu-only", "match": {"tenant_region": ["EU"]}, "deny": 'provider.name == "us"'}
+                ]
+            }
+        )
+    )
+    cands = [Candidate("us/m", "m", "us", Facts(jurisdiction="US")), Candidate("eu/m", "m", "eu", Facts())]
+    d = decide(RequestFacts("t", tenant_region, "internal", "chat"), cands, policy, ())
+    assert ("us/m" not in d.allowed) is matched

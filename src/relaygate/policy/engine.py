@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from relaygate.config.policy_schema import DATA_CLASSES, DataClass, PolicyConfig
-from relaygate.policy.expression import Expression, ExpressionError, compile_expression, evaluate, new_context
+from relaygate.policy.expression import (
+    GROUPS,
+    Expression,
+    ExpressionError,
+    compile_expression,
+    evaluate,
+    new_context,
+)
 from relaygate.policy.model import Candidate, Decision, Exclusion, RequestFacts
 
 __all__ = ["CompiledPolicy", "CompiledRule", "PolicyError", "compile_policy", "decide"]
@@ -136,7 +143,7 @@ def compile_policy(cfg: PolicyConfig, *, cache_size: int = DEFAULT_CACHE_SIZE) -
                 name=rule.name,
                 effect=rule.effect,
                 expression=expr,
-                tenant_regions=_set(r.upper() for r in m.tenant_region) if m.tenant_region else None,
+                tenant_regions=_regions(m.tenant_region) if m.tenant_region else None,
                 data_classes=_set(m.data_class) if m.data_class else None,
                 min_rank=DATA_CLASSES.index(m.min_data_class) if m.min_data_class else None,
                 routes=_set(m.route) if m.route else None,
@@ -245,3 +252,12 @@ def _apply(rule: CompiledRule, cand: Candidate, outcome: Any) -> Exclusion | Non
         msg = f"{where} denies providers where `{src}`; provider {cand.provider!r} does"
         return Exclusion(cand.deployment_id, "policy_deny", msg, rule.index, rule.name)
     return None
+
+
+def _regions(names: list[str]) -> frozenset[str]:
+    """Rule regions, upper case, with groups expanded: ``[EU]`` matches a tenant in ``DE`` too."""
+    out: set[str] = set()
+    for name in names:
+        out.add(name.upper())
+        out.update(GROUPS.get(name.upper(), ()))
+    return frozenset(out)
