@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from relaygate.api.admin_routes import admin_routes
+from relaygate.api.anthropic_routes import count_tokens, messages
 from relaygate.api.auth import KeyLookup
 from relaygate.api.error_render import openai_error_body
 from relaygate.api.openai_routes import chat_completions, list_models, tenant_usage
@@ -129,6 +130,8 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/usage", tenant_usage, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -58,6 +58,8 @@ class ErrorClass(StrEnum):
     - ``client_error``: any other 4xx; never fail over, the client sees it unchanged.
     - ``stream_cut``: a stream ended without a finish_reason or ``[DONE]``.
     - ``malformed``: upstream answered 2xx with a body we could not parse; move on.
+    - ``unsupported``: the request cannot be translated for this deployment; move on (a 400
+      naming the field when no deployment can take it).
     """
 
     RATE_LIMITED = "rate_limited"
@@ -73,6 +75,7 @@ class ErrorClass(StrEnum):
     STREAM_CUT = "stream_cut"
     MALFORMED = "malformed"
     CIRCUIT_OPEN = "circuit_open"
+    UNSUPPORTED = "unsupported"  # this deployment's protocol cannot carry the request; move on
     COOLDOWN = "cooldown"
 
 

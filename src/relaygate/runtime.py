@@ -14,11 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relaygate.api.auth import Authenticator, KeyLookup, Principal
-from relaygate.config.schema import Config, DeploymentConfig, LocalProvider
+from relaygate.config.schema import (
+    AnthropicProvider,
+    Config,
+    DeploymentConfig,
+    GeminiProvider,
+    LocalProvider,
+)
 from relaygate.errors import NotFoundError, PermissionDeniedError
 from relaygate.ledger.records import AttemptRecord
 from relaygate.policy import Candidate, CompiledPolicy, compile_policy, provider_facts
+from relaygate.providers.anthropic import AnthropicMessagesProvider
 from relaygate.providers.base import Provider
+from relaygate.providers.gemini import GeminiAdapter
 from relaygate.providers.local import LocalModelProvider
 from relaygate.providers.openai_compat import OpenAICompatProvider
 from relaygate.routing.router import Router
@@ -37,6 +45,10 @@ def build_providers(config: Config, reuse: dict[str, Provider] | None = None) ->
             continue
         if isinstance(pc, LocalProvider):
             new: Provider = LocalModelProvider(name, pc)
+        elif isinstance(pc, GeminiProvider):
+            new = GeminiAdapter(name, pc)
+        elif isinstance(pc, AnthropicProvider):
+            new = AnthropicMessagesProvider(name, pc)
         else:
             new = OpenAICompatProvider(name, pc)
         new.source_config = pc  # type: ignore[attr-defined]

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from relaygate.config.policy_schema import PolicyConfig, ProviderFacts, TenantPolicy
 
 Capability = Literal["tools", "vision", "json_schema", "streaming"]
+# Names of relaygate.providers.profiles.PROFILES (a test keeps the two in step).
+ProfileName = Literal["openai", "deepseek", "qwen", "moonshot", "zhipu", "vllm", "ollama", "llamacpp"]
 ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "streaming")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]*$")
 
@@ -79,6 +81,9 @@ class OpenAIProvider(_ProviderBase):
     stream_usage: bool = Field(
         True, description="upstream honours stream_options.include_usage (ask for usage on streams)"
     )
+    profile: ProfileName | None = Field(
+        None, description="documented quirks to apply (relaygate.providers.profiles); None: pure pass-through"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -100,7 +105,50 @@ class LocalProvider(_ProviderBase):
     default_max_tokens: int = Field(512, ge=1, description="used when a request sets no max_tokens")
 
 
-ProviderConfig = Annotated[OpenAIProvider | LocalProvider, Field(discriminator="protocol")]
+class AnthropicProvider(_ProviderBase):
+    """An Anthropic Messages API account (``POST {base_url}/messages`` with ``x-api-key`` and
+    ``anthropic-version``; https://docs.anthropic.com/en/api/messages). Requests are translated
+    from the gateway's OpenAI shape; ``default_max_tokens`` fills Anthropic's required
+    ``max_tokens`` when a request sets none."""
+
+    protocol: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com/v1"
+    api_key_env: str | None = Field(
+        "ANTHROPIC_API_KEY", description="name of the env var holding the API key"
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    anthropic_version: str = Field("2023-06-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    default_max_tokens: int = Field(4096, ge=1, description="max_tokens sent when a request sets none")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class GeminiProvider(_ProviderBase):
+    """The Google Gemini API (``POST {base_url}/models/{model}:generateContent`` with
+    ``x-goog-api-key``; https://ai.google.dev/api/generate-content). Requests are translated
+    from the gateway's OpenAI shape (``relaygate.protocols.translate_gemini``)."""
+
+    protocol: Literal["gemini"]
+    base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    api_key_env: str | None = Field(None, description="name of the env var holding the API key")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+ProviderConfig = Annotated[
+    OpenAIProvider | LocalProvider | AnthropicProvider | GeminiProvider, Field(discriminator="protocol")
+]
 
 
 class DeploymentConfig(_Strict):

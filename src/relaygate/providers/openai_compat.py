@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import os
 
+import orjson
+
 from relaygate.config.schema import DeploymentConfig, OpenAIProvider
 from relaygate.protocols.openai import ChatRequest, rewrite_model, with_stream_usage
 from relaygate.providers.errors import classify_http_error
+from relaygate.providers.profiles import apply_profile, get_profile
 from relaygate.providers.transport import Transport, UpstreamResponse
 
 __all__ = ["OpenAICompatProvider"]
@@ -32,6 +35,7 @@ class OpenAICompatProvider:
         self.transport = Transport(config.timeouts, config.max_connections)
         self._regional = {k.upper(): v.rstrip("/") for k, v in config.region_base_urls.items()}
         self._headers = {"content-type": "application/json", **config.headers}
+        self.profile = get_profile(config.profile) if config.profile else None
         if config.api_key_env:
             key = os.environ.get(config.api_key_env)
             if key:
@@ -50,9 +54,18 @@ class OpenAICompatProvider:
         await self.transport.close()
 
     def build_body(self, deployment: DeploymentConfig, request: ChatRequest, *, stream_usage: bool) -> bytes:
-        """The upstream body: the client's bytes with the model rewritten (pure)."""
+        """The upstream body: the client's bytes with the model rewritten (pure).
+
+        With a ``profile`` the request is checked against it first (``InvalidRequestError`` for
+        a documented range or support violation); the body is re-serialised only when the
+        profile renames or removes something.
+        """
         body = request.body
-        if request.model != deployment.model:
+        if self.profile is not None:
+            changed = apply_profile(self.profile, deployment.model, request.data or orjson.loads(body))
+            if changed is not None:
+                body = orjson.dumps({**changed, "model": deployment.model})
+        if body is request.body and request.model != deployment.model:
             body = rewrite_model(body, deployment.model)
         if request.stream and stream_usage and self.config.stream_usage and not request.include_usage:
             body = with_stream_usage(body, "stream_options" in request.data)

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from relaygate.config.schema import Config, DeploymentConfig
-from relaygate.errors import AllCandidatesFailedError, ErrorClass, RateLimitError, UpstreamError
+from relaygate.errors import (
+    AllCandidatesFailedError,
+    ErrorClass,
+    InvalidRequestError,
+    RateLimitError,
+    UpstreamError,
+)
 from relaygate.ledger.records import AttemptRecord
 from relaygate.providers.base import Provider
 from relaygate.routing import retry
@@ -91,6 +97,7 @@ class Router:
         causes: list[tuple[str, UpstreamError]] = []
         min_context: int | None = None
         blocked: set[str] = set()
+        unsupported: list[InvalidRequestError] = []
         for dep in order_deployments(route, self.rng):
             did = dep.deployment_id
             if dep.provider in blocked:
@@ -127,6 +134,22 @@ class Router:
                 t0 = self.clock()
                 try:
                     result = await attempt(provider, dep)
+                except InvalidRequestError as bad:
+                    # This deployment's wire format cannot carry the request (a translation
+                    # limit, a provider preset's range): another deployment may; no upstream call.
+                    self._record(served, dep, None, ErrorClass.UNSUPPORTED.value, t0)
+                    breaker.on_neutral()
+                    unsupported.append(bad)
+                    causes.append(
+                        (
+                            did,
+                            UpstreamError(
+                                f"cannot serve this request: {bad.message}",
+                                error_class=ErrorClass.UNSUPPORTED,
+                            ),
+                        )
+                    )
+                    break
                 except UpstreamError as err:
                     self._record(served, dep, err.upstream_status, err.error_class.value, t0)
                     if retry.counts_against_breaker(err.error_class):
@@ -160,6 +183,8 @@ class Router:
                 breaker.on_success()
                 served.deployment = dep
                 return result
+        if unsupported and len(unsupported) == len(causes):
+            raise unsupported[0]  # nobody could take it: the client's 400, naming the field
         raise self._exhausted(route_name, causes)
 
     async def _wait_or_skip(self, did: str, max_wait_ms: int) -> UpstreamError | None:

@@ -20,6 +20,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from relaygate.sim.answer import BadRequest, build_answer, check_request, parse_body, wants_usage_chunk
+from relaygate.sim.anthropic_wire import register_anthropic_routes
+from relaygate.sim.gemini_wire import register_gemini_routes
 from relaygate.sim.presets import error_body
 from relaygate.sim.scenario import Plan, Scenario, ScenarioError, coerce_scenario
 from relaygate.sim.state import SimState
@@ -144,6 +146,8 @@ class SimServer:
         app.router.add_get("/_sim/requests", self._get_requests)
         app.router.add_post("/_sim/scenario", self._post_scenario)
         app.router.add_post("/_sim/reset", self._post_reset)
+        register_anthropic_routes(app, self)  # POST /v1/messages
+        register_gemini_routes(app, self)  # POST /v1beta/models/{model}:generateContent etc.
         return app
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,292 @@
+"""The simulator's Anthropic Messages endpoint: ``POST /v1/messages``, scripted by the same scenario.
+
+Answers in Anthropic's shapes (https://docs.anthropic.com/en/api/messages): a Message, or the
+SSE sequence message_start, content_block_start, ping, content_block_delta (text_delta or
+input_json_delta), content_block_stop, message_delta, message_stop
+(https://docs.anthropic.com/en/docs/build-with-claude/streaming); errors as
+``{"type": "error", "error": {"type", "message"}}`` (https://docs.anthropic.com/en/api/errors),
+with the ``overloaded`` preset answered as Anthropic's 529 ``overloaded_error``. The scenario
+behaviours (reply, latency, ttft, chunk gaps, errors and presets, reset, hang, malformed, cut
+streams, tool_call, usage overrides) work as on the OpenAI side; token counts use the same
+word counting, over the system prompt and the messages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from relaygate.sim.answer import build_answer
+from relaygate.sim.scenario import Plan
+from relaygate.sim.wire import Answer
+
+if TYPE_CHECKING:
+    from relaygate.sim.server import SimServer
+
+__all__ = ["anthropic_error", "handle_messages", "message", "register_anthropic_routes", "stream_events"]
+
+_STATUS_TYPE = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+_MALFORMED_JSON = b'{"id": "msg_sim", "type": "message", "role": "assistant", "content": [{"type": "te'
+_MALFORMED_SSE = (
+    b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {"te\n\n'
+)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.body = anthropic_error(400, message)
+
+
+def anthropic_error(status: int, message: str, type_: str | None = None) -> dict[str, Any]:
+    """Anthropic's error body; ``type_`` defaults to the type the errors page gives ``status``."""
+    kind = type_ or _STATUS_TYPE.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _error_answer(status: int, body: Any) -> tuple[int, Any]:
+    """Scenario error bodies are OpenAI-shaped (presets, defaults); re-shape them for Anthropic.
+    A verbatim body that is already Anthropic-shaped, or a string, is sent as given."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and body.get("type") != "error":
+        err = body["error"]
+        if err.get("code") == "server_is_overloaded":
+            return 529, anthropic_error(529, "Overloaded")
+        return status, anthropic_error(status, str(err.get("message") or ""))
+    return status, body
+
+
+def _check(body: dict[str, Any], headers: dict[str, str]) -> str:
+    """The checks the real API makes that matter to a gateway; returns the model. Raises _BadRequest."""
+    if not headers.get("anthropic-version"):
+        raise _BadRequest("anthropic-version: header is required")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("model: Field required")
+    mt = body.get("max_tokens")
+    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+        raise _BadRequest("max_tokens: Field required (an integer >= 1)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("messages: at least one message is required")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
+            raise _BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if msg.get("content") is None:
+            raise _BadRequest(f"messages.{i}.content: Field required")
+    for name in ("temperature", "top_p"):
+        v = body.get(name)
+        if v is not None and (not isinstance(v, int | float) or not 0 <= v <= 1):
+            raise _BadRequest(f"{name}: Input should be less than or equal to 1")
+    for i, tool in enumerate(body.get("tools") or []):
+        if (
+            not isinstance(tool, dict)
+            or not tool.get("name")
+            or not isinstance(tool.get("input_schema"), dict)
+        ):
+            raise _BadRequest(f"tools.{i}: a tool needs 'name' and 'input_schema'")
+    return model
+
+
+def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as ``build_answer`` reads it: messages (system first), max_tokens, tools."""
+    system = body.get("system")
+    msgs = list(body["messages"])
+    if system:
+        msgs.insert(0, {"role": "system", "content": system})
+    choice = body.get("tool_choice") or {}
+    return {
+        "messages": msgs,
+        "max_tokens": body["max_tokens"],
+        "tools": body.get("tools"),
+        "tool_choice": "none" if choice.get("type") == "none" else "auto",
+    }
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    return {
+        "input_tokens": answer.usage["prompt_tokens"],
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": answer.usage["completion_tokens"],
+    }
+
+
+def _tool_block(answer: Answer) -> tuple[dict[str, Any], str]:
+    assert answer.tool_call is not None
+    call_id, name, arguments = answer.tool_call
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        parsed = None
+    data = parsed if isinstance(parsed, dict) else {}
+    block_id = "toolu_" + call_id.removeprefix("call_")
+    return {"type": "tool_use", "id": block_id, "name": name, "input": data}, orjson.dumps(data).decode()
+
+
+def message(answer: Answer) -> dict[str, Any]:
+    """The non-streaming Message for ``answer``."""
+    content = [_tool_block(answer)[0]] if answer.tool_call else [{"type": "text", "text": answer.content}]
+    return {
+        "id": "msg_" + answer.id.removeprefix("chatcmpl-"),
+        "type": "message",
+        "role": "assistant",
+        "model": answer.model,
+        "content": content,
+        "stop_reason": _STOP[answer.finish_reason],
+        "stop_sequence": None,
+        "usage": _usage(answer),
+    }
+
+
+def stream_events(answer: Answer) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(head, deltas, tail) SSE events for ``answer``; the server paces and may cut the deltas."""
+    msg = message(answer)
+    start = {**msg, "content": [], "stop_reason": None, "usage": {**msg["usage"], "output_tokens": 1}}
+    head = [_sse("message_start", {"type": "message_start", "message": start})]
+    deltas: list[dict[str, Any]]
+    if answer.tool_call:
+        block, args = _tool_block(answer)
+        block = {**block, "input": {}}
+        third = max(1, len(args) // 3)  # several pieces, as Anthropic streams tool input
+        pieces = [args[i : i + third] for i in range(0, len(args), third)]
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+    else:
+        block = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": t} for t in answer.chunks]
+    head.append(
+        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    )
+    head.append(_sse("ping", {"type": "ping"}))
+    body = [
+        _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas
+    ]
+    tail = [
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": msg["usage"]["output_tokens"]},
+            },
+        ),
+        _sse("message_stop", {"type": "message_stop"}),
+    ]
+    return head, body, tail
+
+
+def register_anthropic_routes(app: web.Application, sim: SimServer) -> None:
+    """Add ``POST /v1/messages`` (and ``/messages``) answered by ``handle_messages``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await handle_messages(sim, request)
+
+    app.router.add_post("/v1/messages", handler)
+    app.router.add_post("/messages", handler)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(obj), headers=headers, content_type="application/json"
+    )
+
+
+async def handle_messages(sim: SimServer, request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages`` on ``sim``: parse, record, and answer per the model's plan."""
+    # Imported here: server.py imports this module to register the route.
+    from relaygate.sim.server import _Closing, _drop
+
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    try:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as exc:
+            raise _BadRequest("The request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise _BadRequest("The request body must be a JSON object.")
+        model = _check(body, headers)
+    except _BadRequest as exc:
+        return _json(exc.body, 400)
+    plan = sim._state.take(model, body, request.path, headers)
+    try:
+        return await _answer(sim, request, body, model, plan)
+    except _Closing:
+        _drop(request, rst=False)
+        return web.Response()
+
+
+async def _answer(
+    sim: SimServer, request: web.Request, body: dict[str, Any], model: str, plan: Plan
+) -> web.StreamResponse:
+    from relaygate.sim.server import _Closing, _drop
+
+    if plan.reset:
+        _drop(request, rst=True)
+        return web.Response()
+    if plan.hang:
+        await sim._closing.wait()
+        raise _Closing
+    if plan.status != 200 or plan.body is not None:
+        await sim._pause(sim._latency(plan))
+        status, err = _error_answer(plan.status, plan.body)
+        if isinstance(err, str):
+            return web.Response(status=status, text=err, headers=plan.headers)
+        return _json(err, status, plan.headers)
+    answer = build_answer(_openai_view(body), model, plan)
+    if body.get("stream") is True:
+        return await _stream(sim, request, plan, answer)
+    await sim._pause(sim._latency(plan))
+    if plan.malformed:
+        return web.Response(
+            status=200, body=_MALFORMED_JSON, headers=plan.headers, content_type="application/json"
+        )
+    return _json(message(answer), 200, plan.headers)
+
+
+async def _stream(sim: SimServer, request: web.Request, plan: Plan, answer: Answer) -> web.StreamResponse:
+    from relaygate.sim.server import _Closing, _drop
+
+    response = web.StreamResponse(headers={**plan.headers, "Cache-Control": "no-cache"})
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    head, deltas, tail = stream_events(answer)
+    try:
+        await sim._pause(sim._latency(plan))
+        await response.write(head[0])
+        if plan.malformed:
+            await response.write(_MALFORMED_SSE)
+            await response.write_eof()
+            return response
+        await response.write(b"".join(head[1:]))
+        for i, event in enumerate(deltas):
+            if plan.cut_after_chunks is not None and i >= plan.cut_after_chunks:
+                break
+            await sim._pause(plan.ttft_ms if i == 0 else plan.chunk_gap_ms)
+            await response.write(event)
+        if plan.cut_after_chunks is not None:
+            _drop(request, rst=False)  # no message_stop, no terminating HTTP chunk
+            return response
+        await sim._pause(plan.chunk_gap_ms)
+        await response.write(b"".join(tail))
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    except _Closing:
+        _drop(request, rst=False)
+    return response
