@@ -63,7 +63,9 @@ async def healthz(request: Request) -> Response:
         "cutoffs": cutoffs,
         "ledger": ledger,
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(
+        orjson.dumps(body), headers={"x-request-id": f"req_{uuid.uuid4().hex}"}, media_type="application/json"
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -49,6 +49,7 @@ class Authenticator:
         self.config = config
         self.keys = keys
         self._config_keys: dict[str, str] = {}  # sha256 hex -> tenant
+        self._warned: set[tuple[str, str]] = set()
         for tname, tenant in config.tenants.items():
             for ref in tenant.keys:
                 digest = ref.key_sha256
@@ -64,10 +65,22 @@ class Authenticator:
                     self._config_keys[digest] = tname
 
     def _principal(self, tenant: str, region: str | None, key_id: str | None) -> Principal:
+        """The config's tenant region wins over the database's: a key created with another
+        region must not move a tenant out from under its policy (e.g. an EU-only rule)."""
         tc = self.config.tenants.get(tenant)
         allowed = frozenset(tc.allowed_routes) if tc and tc.allowed_routes is not None else None
-        region = region or (tc.region if tc else None) or self.config.auth.default_region
-        return Principal(tenant, region, key_id, allowed)
+        if tc is not None and tc.region:
+            if region and region.upper() != tc.region.upper() and (tenant, region) not in self._warned:
+                self._warned.add((tenant, region))
+                log.warning(
+                    "tenant %s: the database says region %s, the config says %s; using the config",
+                    tenant,
+                    region,
+                    tc.region,
+                )
+            region = tc.region
+        region = region or self.config.auth.default_region
+        return Principal(tenant, region.upper() if region else None, key_id, allowed)
 
     async def authenticate(self, authorization: str | None, x_api_key: str | None = None) -> Principal:
         """Raises ``AuthenticationError`` (401) for a missing or unknown/revoked key (``keys`` mode)."""

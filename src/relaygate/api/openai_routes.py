@@ -184,7 +184,8 @@ async def list_models(request: Request) -> Response:
     data = [
         {"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in rt.routes_for(principal)
     ]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON)
+    headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
+    return Response(orjson.dumps({"object": "list", "data": data}), headers=headers, media_type=_JSON)
 
 
 async def tenant_usage(request: Request) -> Response:

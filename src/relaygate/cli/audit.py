@@ -95,10 +95,29 @@ def list_events(
 
 
 @app.command()
-def verify(db: DbOption = None) -> None:
+def verify(
+    db: DbOption = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            help="a head hash saved earlier: events removed from the end since "
+            "then can only be detected against it",
+        ),
+    ] = None,
+) -> None:
     """Check the hash chain; exit 1 naming the first edited, missing or moved event."""
     with _audit_log(db) as log:
         result = log.verify()
+        if result.ok and expect_head and result.head_hash != expect_head:
+            known = any(e.hash == expect_head for e in log.list(limit=1_000_000))
+            if not known:
+                _stderr().print(
+                    f"[red]audit chain does not contain the expected head {expect_head}[/red]: events "
+                    f"were removed from the end (now {result.checked} events, head {result.head_hash})",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1)
     if result.ok:
         head = f"; head {result.head_hash}" if result.head_hash else ""
         _stderr().print(f"ok: {result.checked} events{head}", soft_wrap=True)

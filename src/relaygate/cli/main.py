@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,15 @@ app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1
 app.command("drill", help=drill_cmd.HELP)(drill_cmd.drill)
 
 err = Console(stderr=True)
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -60,10 +70,33 @@ def _load(path: Path | None) -> tuple[Config, str]:
         raise typer.Exit(2) from None
 
 
+def config_warnings(cfg: Config) -> list[str]:
+    """What is valid but will not work as probably meant: unset env vars, no routes, open auth
+    on a non-loopback host."""
+    out: list[str] = []
+    if not cfg.routes:
+        out.append("no routes: the gateway would answer every model with 404")
+    for name, p in cfg.providers.items():
+        env = getattr(p, "api_key_env", None)
+        if env and not os.environ.get(env):
+            out.append(f"providers.{name}.api_key_env: {env} is not set in this environment")
+    for name, t in cfg.tenants.items():
+        for k in t.keys:
+            if k.key_env and not os.environ.get(k.key_env):
+                out.append(f"tenants.{name}.keys: {k.key_env} is not set; that key is disabled")
+    if cfg.auth.mode == "open" and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
+        out.append(f"auth.mode open on host {cfg.server.host}: serve will refuse (open is for loopback only)")
+    if not os.environ.get(cfg.admin.key_env):
+        out.append(f"admin.key_env: {cfg.admin.key_env} is not set; the admin API will be disabled")
+    return out
+
+
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate a config file without serving; exit 2 with one line naming file, field and reason."""
     cfg, source = _load(config)
+    for warning in config_warnings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     deployments = sum(len(r.deployments) for r in cfg.routes.values())
     err.print(
         f"ok: {source}: {len(cfg.providers)} providers, {len(cfg.routes)} routes, "
@@ -75,8 +108,8 @@ def check_config(config: ConfigOpt = None) -> None:
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default 4000)")] = None,
-    log_level: Annotated[str, typer.Option(help="debug|info|warning|error")] = "info",
+    port: Annotated[int | None, typer.Option(help="port (default 4000)", min=0, max=65535)] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="log level", case_sensitive=False)] = LogLevel.info,
 ) -> None:
     """Start the gateway. With no config: the embedded local model, SQLite, no API key needed."""
     import uvicorn
@@ -93,7 +126,9 @@ def serve(
         )
         raise typer.Exit(2)
     logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.value.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     err.print(f"relaygate {__version__}: config {source}")
     err.print(f"routes: {', '.join(cfg.routes) or '(none)'}; auth: {cfg.auth.mode}")
@@ -102,7 +137,7 @@ def serve(
         create_app(cfg, config_path=str(config) if config else os.environ.get("RELAYGATE_CONFIG")),
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=log_level.value,
         access_log=False,
         timeout_graceful_shutdown=10,
     )

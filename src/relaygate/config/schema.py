@@ -211,8 +211,25 @@ class TenantKey(_Strict):
         return self
 
 
+def check_region(v: str | None) -> str | None:
+    """A tenant region is an ISO 3166-1 alpha-2 code (``DE``) or a group (``EU``, ``EEA``): a
+    typo such as ``Europe`` would otherwise silently match no policy rule."""
+    if v is None:
+        return v
+    code = v.strip().upper()
+    if not re.fullmatch(r"[A-Z]{2}|EU|EEA", code):
+        raise ValueError(f"region {v!r} must be an ISO 3166-1 alpha-2 code (e.g. DE, CN, US) or EU / EEA")
+    return code
+
+
 class TenantConfig(TenantPolicy):
     region: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return check_region(v)
+
     keys: list[TenantKey] = Field(default_factory=list)
     allowed_routes: list[str] | None = Field(None, description="None: every route")
 
@@ -223,6 +240,11 @@ class AuthConfig(_Strict):
 
     mode: Literal["keys", "open"] = "keys"
     default_region: str | None = None
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return check_region(v)
 
 
 class ServerConfig(_Strict):

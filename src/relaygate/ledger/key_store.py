@@ -133,15 +133,12 @@ class KeyStore:
     ) -> None:
         now = datetime.now(UTC)
         with transaction(self._engine, write=True) as conn:
-            append_event(
-                conn,
-                "key.create",
-                actor,
-                key_id,
-                {"tenant": tenant, "region": region, "key_prefix": prefix},
-                now=now,
-            )
             current = conn.execute(sa.select(tenants.c.region).where(tenants.c.name == tenant)).first()
+            details: dict[str, str | None] = {"tenant": tenant, "region": region, "key_prefix": prefix}
+            if current is not None and region is not None and current.region != region:
+                # the region is the tenant's, so this moves every key of the tenant: say so
+                details["region_changed_from"] = current.region
+            append_event(conn, "key.create", actor, key_id, details, now=now)
             if current is None:
                 conn.execute(tenants.insert().values(name=tenant, region=region, created_at=now))
             elif region is not None and current.region != region:

@@ -44,7 +44,8 @@ _QUOTA = re.compile(
 )
 _CONTEXT = re.compile(
     r"context_length_exceeded|maximum context length|context window|"
-    r"prompt is too long|too many tokens|input is too long|exceeds the context"
+    r"prompt is too long|too many tokens|input is too long|exceeds the context|"
+    r"exceed_context_size|exceeds the available context"  # llama.cpp server (the embedded model)
 )
 _CONTENT = re.compile(
     r"content_policy_violation|content_filter|content management policy|"

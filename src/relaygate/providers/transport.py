@@ -9,6 +9,7 @@ body chunks, total per attempt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -19,6 +20,14 @@ from relaygate.config.schema import Timeouts
 from relaygate.errors import UpstreamConnectionError, UpstreamTimeoutError
 
 __all__ = ["Transport", "UpstreamResponse"]
+
+log = logging.getLogger("relaygate.transport")
+
+
+def _broken(what: str, exc: BaseException) -> str:
+    """A client-safe message; the library's own text goes to the log only."""
+    log.info("%s: %r", what, exc)
+    return f"{what} ({type(exc).__name__})"
 
 
 class UpstreamResponse:
@@ -50,7 +59,9 @@ class UpstreamResponse:
                 f"upstream body not complete within total timeout ({self._timeouts.total_ms} ms)"
             ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
-            raise UpstreamConnectionError(f"upstream connection failed while reading: {exc!r}") from exc
+            raise UpstreamConnectionError(
+                _broken("upstream connection broke while reading the body", exc)
+            ) from exc
         return body
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
@@ -67,7 +78,7 @@ class UpstreamResponse:
                 which = "first byte" if wait_ms == self._timeouts.first_byte_ms else "idle"
                 raise UpstreamTimeoutError(f"upstream stream {which} timeout ({wait_ms} ms)") from exc
             except (aiohttp.ClientError, ConnectionError) as exc:
-                raise UpstreamConnectionError(f"upstream stream broke: {exc!r}") from exc
+                raise UpstreamConnectionError(_broken("upstream connection broke mid-stream", exc)) from exc
             if not chunk:
                 return
             wait_ms = self._timeouts.idle_ms
@@ -127,7 +138,7 @@ class Transport:
         except aiohttp.ServerTimeoutError as exc:
             raise UpstreamTimeoutError(f"connect timeout ({t.connect_ms} ms): {exc}") from exc
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-            raise UpstreamConnectionError(f"cannot reach upstream: {exc!r}") from exc
+            raise UpstreamConnectionError(_broken("cannot reach the upstream", exc)) from exc
         return UpstreamResponse(resp, t, deadline)
 
     async def __aenter__(self) -> Transport:

@@ -98,7 +98,8 @@ class Router:
         min_context: int | None = None
         blocked: set[str] = set()
         unsupported: list[InvalidRequestError] = []
-        for dep in order_deployments(route, self.rng):
+        ordered = order_deployments(route, self.rng)
+        for pos, dep in enumerate(ordered):
             did = dep.deployment_id
             if dep.provider in blocked:
                 causes.append(
@@ -122,7 +123,7 @@ class Router:
                     )
                 )
                 continue
-            skip = await self._wait_or_skip(did, cfg.max_wait_ms)
+            skip = await self._wait_or_skip(did, cfg.max_wait_ms, has_fallback=pos + 1 < len(ordered))
             if skip is not None:
                 causes.append((did, skip))
                 continue
@@ -187,12 +188,14 @@ class Router:
             raise unsupported[0]  # nobody could take it: the client's 400, naming the field
         raise self._exhausted(route_name, causes)
 
-    async def _wait_or_skip(self, did: str, max_wait_ms: int) -> UpstreamError | None:
-        """Sit out a short cooldown; return a cause when the deployment must be skipped."""
+    async def _wait_or_skip(self, did: str, max_wait_ms: int, *, has_fallback: bool) -> UpstreamError | None:
+        """Return a cause when the deployment must be skipped now. A deployment cooling down
+        after Retry-After is skipped while another candidate remains; as the last candidate
+        it is waited for when the wait fits ``max_wait_ms``."""
         now = self.clock()
         wait = self.cooldown_until.get(did, 0.0) - now
         if wait > 0:
-            if wait * 1000 > max_wait_ms:
+            if has_fallback or wait * 1000 > max_wait_ms:
                 return UpstreamError(
                     f"skipped: cooling down for {wait:.1f}s after Retry-After",
                     error_class=ErrorClass.COOLDOWN,
