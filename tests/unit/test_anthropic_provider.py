@@ -22,9 +22,10 @@ from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.sse import SSEDecoder
 from relaygate.providers.anthropic import (
     AnthropicMessagesProvider,
-    AnthropicResponse,
+    AnthropicStreamDecoder,
     classify_anthropic_error,
 )
+from relaygate.providers.translated import TranslatedResponse
 from relaygate.routing.attempts import attempt_completion, attempt_stream
 from relaygate.runtime import build_providers
 from relaygate.sim import SimServer
@@ -253,9 +254,12 @@ async def test_fixture_streams_split_at_every_byte(name: str) -> None:
     raw = (FIX / name).read_bytes()
     expected: bytes | None = None
     for cut in range(1, len(raw), 3):
-        resp = AnthropicResponse(
-            200, {}, inner=_Inner([raw[:cut], raw[cut:]]), stream=AnthropicToOpenAIStream()
-        )  # type: ignore[arg-type]
+        resp = TranslatedResponse(
+            200,
+            {},
+            inner=_Inner([raw[:cut], raw[cut:]]),  # type: ignore[arg-type]
+            decoder=AnthropicStreamDecoder(AnthropicToOpenAIStream()),
+        )
         out = b"".join([c async for c in resp.iter_chunks()])
         if expected is None:
             expected = out
@@ -271,7 +275,8 @@ async def test_in_band_error_event_is_classified() -> None:
     from relaygate.protocols.translate_anthropic import AnthropicToOpenAIStream
 
     raw = (FIX / "stream_error.sse").read_bytes()
-    resp = AnthropicResponse(200, {}, inner=_Inner([raw]), stream=AnthropicToOpenAIStream())  # type: ignore[arg-type]
+    decoder = AnthropicStreamDecoder(AnthropicToOpenAIStream())
+    resp = TranslatedResponse(200, {}, inner=_Inner([raw]), decoder=decoder)  # type: ignore[arg-type]
     with pytest.raises(UpstreamError) as exc:
         _ = [c async for c in resp.iter_chunks()]
     assert exc.value.error_class is ErrorClass.SERVER_ERROR

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relaygate.api.error_render import anthropic_error_body, anthropic_error_event
+from relaygate.api.headers import decision_headers
 from relaygate.api.openai_routes import read_body
 from relaygate.api.stream_relay import finalizer, upstream_batches
 from relaygate.api.streaming import SSEResponse
@@ -76,19 +77,7 @@ def _error(err: GatewayError, headers: dict[str, str]) -> Response:
 
 
 def _headers(rec: UsageRecord, served: Served, plan: Plan | None) -> dict[str, str]:
-    h = {
-        "request-id": rec.request_id,
-        "x-request-id": rec.request_id,
-        "x-relaygate-attempts": str(len(served.attempts)),
-    }
-    if served.deployment is not None:
-        h["x-relaygate-deployment"] = served.deployment.deployment_id
-        h["x-relaygate-provider"] = served.deployment.provider
-    if plan is not None:
-        h["x-relaygate-data-class"] = plan.data_class
-        if plan.decision.excluded:
-            h["x-relaygate-policy"] = plan.decision.reason_code
-    return h
+    return {"request-id": rec.request_id, **decision_headers(rec, served, plan)}  # Anthropic's name too
 
 
 async def messages(request: Request) -> Response | SSEResponse:

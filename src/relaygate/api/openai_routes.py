@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from relaygate.api.error_render import openai_error_body, openai_error_event
+from relaygate.api.headers import decision_headers
 from relaygate.api.stream_relay import finalizer, upstream_batches
 from relaygate.api.streaming import SSEResponse
 from relaygate.durations import parse_duration
@@ -66,18 +67,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _headers(rec: UsageRecord, served: Served | None = None, plan: Plan | None = None) -> dict[str, str]:
-    h = {"x-request-id": rec.request_id}
-    if served is not None:
-        h["x-relaygate-attempts"] = str(len(served.attempts))
-        if served.deployment is not None:
-            h["x-relaygate-deployment"] = served.deployment.deployment_id
-            h["x-relaygate-provider"] = served.deployment.provider
-    if plan is not None:
-        h["x-relaygate-data-class"] = plan.data_class
-        if plan.decision.excluded:
-            h["x-relaygate-policy"] = plan.decision.reason_code
-    return h
+_headers = decision_headers
 
 
 async def chat_completions(request: Request) -> Response | SSEResponse:

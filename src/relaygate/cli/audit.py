@@ -8,8 +8,7 @@ own truncation), exit 1 naming the first bad event and what is wrong with it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,10 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.cli.common import DbOption, open_store, stderr
 from relaygate.durations import parse_duration
 from relaygate.ledger.audit import AuditEvent, AuditLog
-from relaygate.ledger.db import StorageError
-from relaygate.ledger.migrate import open_database
 
 __all__ = ["app"]
 
@@ -28,31 +26,9 @@ app = typer.Typer(
     help="List audit events and verify their hash chain.", no_args_is_help=True, add_completion=False
 )
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
-]
 
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def _audit_log(db: str | None) -> Iterator[AuditLog]:
-    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
-    try:
-        engine = open_database(db)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    try:
-        yield AuditLog(engine)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+def _audit_log(db: str | None) -> AbstractContextManager[AuditLog]:
+    return open_store(db, AuditLog)
 
 
 @app.command("list")
@@ -78,7 +54,7 @@ def list_events(
         typer.echo(json.dumps([_as_json(e) for e in events], indent=2))
         return
     if not events:
-        _stderr().print("no audit events" + (f" of kind {kind}" if kind else ""))
+        stderr().print("no audit events" + (f" of kind {kind}" if kind else ""))
         return
     table = Table("id", "time (UTC)", "kind", "actor", "subject")
     table.add_column("details", overflow="fold")
@@ -112,7 +88,7 @@ def verify(
         if result.ok and expect_head and result.head_hash != expect_head:
             known = any(e.hash == expect_head for e in log.list(limit=1_000_000))
             if not known:
-                _stderr().print(
+                stderr().print(
                     f"[red]audit chain does not contain the expected head {expect_head}[/red]: events "
                     f"were removed from the end (now {result.checked} events, head {result.head_hash})",
                     soft_wrap=True,
@@ -120,9 +96,9 @@ def verify(
                 raise typer.Exit(1)
     if result.ok:
         head = f"; head {result.head_hash}" if result.head_hash else ""
-        _stderr().print(f"ok: {result.checked} events{head}", soft_wrap=True)
+        stderr().print(f"ok: {result.checked} events{head}", soft_wrap=True)
         return
-    _stderr().print(
+    stderr().print(
         f"[red]audit chain broken at event {result.first_bad_id}:[/red] {result.problem}", soft_wrap=True
     )
     raise typer.Exit(1)

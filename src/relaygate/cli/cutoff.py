@@ -8,10 +8,8 @@ failure or nothing to clear, 2 for a bad argument). Every change is an audit eve
 
 from __future__ import annotations
 
-import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,12 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.cli.common import DbOption, cli_actor, open_store, stderr
 from relaygate.durations import parse_duration
 from relaygate.ledger.cutoff_store import Cutoff, CutoffStore, normalize_region
-from relaygate.ledger.db import StorageError
-from relaygate.ledger.migrate import open_database
 
-__all__ = ["app", "cli_actor", "parse_target"]
+__all__ = ["app", "parse_target"]
 
 app = typer.Typer(
     help="Set, clear and list provider cutoffs (provider, region) -> restricted.",
@@ -32,21 +29,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
-]
 TargetArg = Annotated[
     str, typer.Argument(metavar="PROVIDER[:REGION]", help="e.g. openai:CN; no region means every region (*)")
 ]
-
-
-def cli_actor() -> str:
-    """``cli:<login name>`` for audit events (``cli:unknown`` when the OS cannot say)."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # getpass raises OSError (or KeyError on some systems) without a login name
-        return "cli:unknown"
 
 
 def parse_target(text: str) -> tuple[str, str]:
@@ -54,32 +39,17 @@ def parse_target(text: str) -> tuple[str, str]:
 
     Raises ``ValueError`` for an empty provider or a malformed region.
     """
-    provider, _, region = text.partition(":")
+    provider, colon, region = text.partition(":")
     provider = provider.strip()
     if not provider:
         raise ValueError(f"{text!r} does not name a provider (PROVIDER or PROVIDER:REGION)")
+    if colon and not region.strip():
+        raise ValueError(f"{text!r} has an empty region: write PROVIDER for every region, or PROVIDER:REGION")
     return provider, normalize_region(region)
 
 
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def _cutoff_store(db: str | None) -> Iterator[CutoffStore]:
-    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
-    try:
-        engine = open_database(db)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    try:
-        yield CutoffStore(engine)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+def _cutoff_store(db: str | None) -> AbstractContextManager[CutoffStore]:
+    return open_store(db, CutoffStore)
 
 
 def _target(text: str) -> tuple[str, str]:
@@ -111,7 +81,7 @@ def set_cutoff(
     with _cutoff_store(db) as store:
         cutoff = store.set(provider, region, reason, "operator", expires_at, actor=cli_actor())
     until = f" until {_when(cutoff.expires_at)} UTC" if cutoff.expires_at else ""
-    _stderr().print(f"cut off {cutoff.target}{until}: {cutoff.reason}", soft_wrap=True)
+    stderr().print(f"cut off {cutoff.target}{until}: {cutoff.reason}", soft_wrap=True)
 
 
 @app.command()
@@ -125,9 +95,9 @@ def clear(
     with _cutoff_store(db) as store:
         cleared = store.clear(provider, region, actor=cli_actor(), reason=reason)
     if not cleared:
-        _stderr().print(f"[red]no active cutoff for {provider}:{region}[/red]")
+        stderr().print(f"[red]no active cutoff for {provider}:{region}[/red]")
         raise typer.Exit(1)
-    _stderr().print(f"cleared {provider}:{region}")
+    stderr().print(f"cleared {provider}:{region}")
 
 
 @app.command("list")
@@ -143,7 +113,7 @@ def list_cutoffs(
         typer.echo(json.dumps([_as_json(c) for c in rows], indent=2))
         return
     if not rows:
-        _stderr().print("no cutoffs" if all_ else "no cutoffs in force")
+        stderr().print("no cutoffs" if all_ else "no cutoffs in force")
         return
     now = datetime.now(UTC)
     table = Table("provider", "region", "source", "reason", "since (UTC)", "expires (UTC)", "status")

@@ -6,8 +6,7 @@ Results go to standard output (``create`` prints the new key alone on one line, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Annotated
 
@@ -15,40 +14,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.cutoff import cli_actor
-from relaygate.ledger.db import StorageError
+from relaygate.cli.common import DbOption, cli_actor, open_store, stderr
 from relaygate.ledger.key_store import KeyStore
-from relaygate.ledger.migrate import open_database
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, list and revoke virtual keys.", no_args_is_help=True, add_completion=False)
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"),
-]
 
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def _key_store(db: str | None) -> Iterator[KeyStore]:
-    """Open (and migrate) the database; a storage failure becomes a one-line error and exit 1."""
-    try:
-        engine = open_database(db)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    try:
-        yield KeyStore(engine)
-    except StorageError as exc:
-        _stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+def _key_store(db: str | None) -> AbstractContextManager[KeyStore]:
+    return open_store(db, KeyStore)
 
 
 @app.command()
@@ -67,7 +42,7 @@ def create(
             raise typer.BadParameter(str(exc), param_hint="'--tenant'") from None
     typer.echo(plaintext)
     where = f" (region {region})" if region else ""
-    _stderr().print(
+    stderr().print(
         f"created {key_id} for tenant {tenant}{where}. The key above is shown only once: store it now.",
         soft_wrap=True,
     )
@@ -82,7 +57,7 @@ def list_keys(
     with _key_store(db) as store:
         records = store.list_keys(tenant)
     if not records:
-        _stderr().print("no keys" + (f" for tenant {tenant}" if tenant else ""))
+        stderr().print("no keys" + (f" for tenant {tenant}" if tenant else ""))
         return
     table = Table("key id", "tenant", "region", "key starts", "created (UTC)", "status")
     for record in records:
@@ -107,9 +82,9 @@ def revoke(
     with _key_store(db) as store:
         revoked = store.revoke(key_id, actor=cli_actor())
     if not revoked:
-        _stderr().print(f"[red]no active key {key_id}[/red] (unknown or already revoked)")
+        stderr().print(f"[red]no active key {key_id}[/red] (unknown or already revoked)")
         raise typer.Exit(1)
-    _stderr().print(f"revoked {key_id}")
+    stderr().print(f"revoked {key_id}")
 
 
 def _when(moment: datetime) -> str:

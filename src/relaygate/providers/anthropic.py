@@ -19,10 +19,8 @@ regions, or territories".
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 
@@ -37,9 +35,10 @@ from relaygate.protocols.translate_anthropic import (
     openai_request_to_anthropic,
 )
 from relaygate.providers.errors import classify_http_error
+from relaygate.providers.translated import TranslatedResponse, credential_headers, out_headers
 from relaygate.providers.transport import Transport, UpstreamResponse
 
-__all__ = ["AnthropicMessagesProvider", "AnthropicResponse", "classify_anthropic_error"]
+__all__ = ["AnthropicMessagesProvider", "AnthropicStreamDecoder", "classify_anthropic_error"]
 
 log = logging.getLogger("relaygate.providers")
 
@@ -89,61 +88,23 @@ def classify_anthropic_error(status: int, headers: dict[str, str], body: bytes) 
     )
 
 
-def _out_headers(headers: dict[str, str], content_type: str) -> dict[str, str]:
-    drop = ("content-length", "content-type", "content-encoding", "transfer-encoding")
-    return {**{k: v for k, v in headers.items() if k not in drop}, "content-type": content_type}
+class AnthropicStreamDecoder:
+    """Anthropic SSE bytes -> OpenAI SSE bytes. ``data: [DONE]`` is sent only after
+    ``message_stop``, so a cut upstream stays visibly cut."""
 
-
-class AnthropicResponse(UpstreamResponse):
-    """An ``UpstreamResponse`` whose body is the OpenAI translation of an Anthropic answer.
-
-    Non-stream: holds the translated ``chat.completion`` bytes. Stream: wraps the upstream
-    response and translates each Anthropic SSE event as it arrives; ``data: [DONE]`` is sent
-    only after ``message_stop``, so a cut upstream stays visibly cut.
-    """
-
-    # The base class's aiohttp-facing slots stay unset: every method using them is overridden.
-    __slots__ = ("_body", "_inner", "_stream")
-
-    def __init__(
-        self,
-        status: int,
-        headers: dict[str, str],
-        *,
-        body: bytes | None = None,
-        inner: UpstreamResponse | None = None,
-        stream: AnthropicToOpenAIStream | None = None,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._body = body
-        self._inner = inner
+    def __init__(self, stream: AnthropicToOpenAIStream) -> None:
         self._stream = stream
+        self._sse = SSEDecoder()
 
-    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
-        if self._body is not None:
-            return self._body[:limit]
-        return b"".join([chunk async for chunk in self.iter_chunks()])[:limit]
+    def feed(self, raw: bytes) -> bytes:
+        return self._translate(self._sse.feed(raw))
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        if self._body is not None:
-            yield self._body
-            return
-        assert self._inner is not None and self._stream is not None
-        decoder = SSEDecoder()
-        async for raw in self._inner.iter_chunks():
-            out = self._translate(decoder.feed(raw))
-            if out:
-                yield out
-        tail = decoder.finish()
+    def finish(self) -> bytes:
+        tail = self._sse.finish()
         out = self._translate([tail] if tail is not None else [])
-        if self._stream.done:
-            out += _DONE
-        if out:
-            yield out
+        return out + _DONE if self._stream.done else out
 
     def _translate(self, events: list[SSEEvent]) -> bytes:
-        assert self._stream is not None
         out: list[bytes] = []
         for ev in events:
             if ev.data is None:
@@ -170,14 +131,6 @@ class AnthropicResponse(UpstreamResponse):
             out.extend(b"data: " + orjson.dumps(c) + b"\n\n" for c in self._stream.feed(ev.event, data))
         return b"".join(out)
 
-    def release(self) -> None:
-        if self._inner is not None:
-            self._inner.release()
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
 
 class AnthropicMessagesProvider:
     """One Anthropic account; a ``Provider`` for routing. ``base_url`` ends before ``/messages``."""
@@ -193,16 +146,7 @@ class AnthropicMessagesProvider:
             "anthropic-version": config.anthropic_version,
             **config.headers,
         }
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if key:
-                self._headers["x-api-key"] = key
-            else:
-                log.warning(
-                    "provider %s: env var %s is not set; upstream will likely answer 401",
-                    name,
-                    config.api_key_env,
-                )
+        self._headers.update(credential_headers(name, config.api_key_env, "x-api-key", ""))
 
     async def start(self) -> None:
         await self.transport.start()
@@ -243,14 +187,16 @@ class AnthropicMessagesProvider:
             stream = AnthropicToOpenAIStream(
                 include_usage=stream_usage or request.include_usage, created=created
             )
-            headers = _out_headers(resp.headers, "text/event-stream")
-            return AnthropicResponse(resp.status, headers, inner=resp, stream=stream)
+            headers = out_headers(resp.headers, "text/event-stream")
+            return TranslatedResponse(
+                resp.status, headers, inner=resp, decoder=AnthropicStreamDecoder(stream)
+            )
         try:
             raw = await resp.read()
         finally:
             resp.release()
         translated = orjson.dumps(anthropic_response_to_openai(_message(raw), created=created))
-        return AnthropicResponse(resp.status, _out_headers(resp.headers, "application/json"), body=translated)
+        return TranslatedResponse(resp.status, out_headers(resp.headers, "application/json"), body=translated)
 
 
 def _message(raw: bytes) -> dict[str, object]:

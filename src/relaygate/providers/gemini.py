@@ -26,9 +26,7 @@ error.
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -45,9 +43,10 @@ from relaygate.protocols.translate_gemini import (
     openai_request_to_gemini,
 )
 from relaygate.providers.errors import classify_http_error
+from relaygate.providers.translated import TranslatedResponse, credential_headers, out_headers
 from relaygate.providers.transport import Transport, UpstreamResponse
 
-__all__ = ["GeminiAdapter", "GeminiStreamDecoder", "TranslatedResponse", "classify_gemini_error"]
+__all__ = ["GeminiAdapter", "GeminiStreamDecoder", "classify_gemini_error"]
 
 log = logging.getLogger("relaygate.providers")
 
@@ -190,65 +189,6 @@ class GeminiStreamDecoder:
         return out + _DONE
 
 
-class TranslatedResponse(UpstreamResponse):
-    """An ``UpstreamResponse`` whose body is the OpenAI translation of a Gemini answer.
-
-    Non-stream: built with the translated ``body``. Stream: wraps the upstream response and
-    translates chunk by chunk through ``decoder``.
-    """
-
-    __slots__ = ("_body", "_decoder", "_inner")
-
-    def __init__(
-        self,
-        status: int,
-        headers: dict[str, str],
-        *,
-        body: bytes | None = None,
-        inner: UpstreamResponse | None = None,
-        decoder: GeminiStreamDecoder | None = None,
-    ) -> None:
-        # The base class's aiohttp-facing slots stay unset: every method that used them is
-        # overridden here.
-        self.status = status
-        self.headers = headers
-        self._body = body
-        self._inner = inner
-        self._decoder = decoder
-
-    async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
-        if self._body is not None:
-            return self._body[:limit]
-        out = b"".join([chunk async for chunk in self.iter_chunks()])
-        return out[:limit]
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        if self._body is not None:
-            yield self._body
-            return
-        assert self._inner is not None and self._decoder is not None
-        async for chunk in self._inner.iter_chunks():
-            out = self._decoder.feed(chunk)
-            if out:
-                yield out
-        tail = self._decoder.finish()
-        if tail:
-            yield tail
-
-    def release(self) -> None:
-        if self._inner is not None:
-            self._inner.release()
-
-    def close(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
-
-def _out_headers(headers: dict[str, str], content_type: str) -> dict[str, str]:
-    drop = ("content-length", "content-type", "content-encoding", "transfer-encoding")
-    return {**{k: v for k, v in headers.items() if k not in drop}, "content-type": content_type}
-
-
 class GeminiAdapter:
     """One Gemini API account (``protocol: gemini``); a ``Provider`` for routing."""
 
@@ -259,16 +199,7 @@ class GeminiAdapter:
         self.transport = Transport(config.timeouts, config.max_connections)
         self._regional = {k.upper(): v.rstrip("/") for k, v in config.region_base_urls.items()}
         self._headers = {"content-type": "application/json", **config.headers}
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if key:
-                self._headers["x-goog-api-key"] = key
-            else:
-                log.warning(
-                    "provider %s: env var %s is not set; upstream will likely answer 400/403",
-                    name,
-                    config.api_key_env,
-                )
+        self._headers.update(credential_headers(name, config.api_key_env, "x-goog-api-key", ""))
 
     async def start(self) -> None:
         await self.transport.start()
@@ -306,14 +237,14 @@ class GeminiAdapter:
                 model=deployment.model, include_usage=stream_usage or request.include_usage
             )
             return TranslatedResponse(
-                resp.status, _out_headers(resp.headers, "text/event-stream"), inner=resp, decoder=decoder
+                resp.status, out_headers(resp.headers, "text/event-stream"), inner=resp, decoder=decoder
             )
         try:
             raw = await resp.read()
         finally:
             resp.release()
         return TranslatedResponse(
-            resp.status, _out_headers(resp.headers, "application/json"), body=self._translate(raw, deployment)
+            resp.status, out_headers(resp.headers, "application/json"), body=self._translate(raw, deployment)
         )
 
     @staticmethod

@@ -10,7 +10,6 @@ Same-protocol requests pass through: only the top-level ``model`` value is rewri
 from __future__ import annotations
 
 import logging
-import os
 
 import orjson
 
@@ -18,6 +17,7 @@ from relaygate.config.schema import DeploymentConfig, OpenAIProvider
 from relaygate.protocols.openai import ChatRequest, rewrite_model, with_stream_usage
 from relaygate.providers.errors import classify_http_error
 from relaygate.providers.profiles import apply_profile, get_profile
+from relaygate.providers.translated import credential_headers
 from relaygate.providers.transport import Transport, UpstreamResponse
 
 __all__ = ["OpenAICompatProvider"]
@@ -36,16 +36,7 @@ class OpenAICompatProvider:
         self._regional = {k.upper(): v.rstrip("/") for k, v in config.region_base_urls.items()}
         self._headers = {"content-type": "application/json", **config.headers}
         self.profile = get_profile(config.profile) if config.profile else None
-        if config.api_key_env:
-            key = os.environ.get(config.api_key_env)
-            if key:
-                self._headers["authorization"] = f"Bearer {key}"
-            else:
-                log.warning(
-                    "provider %s: env var %s is not set; upstream will likely answer 401",
-                    name,
-                    config.api_key_env,
-                )
+        self._headers.update(credential_headers(name, config.api_key_env, "authorization", "Bearer "))
 
     async def start(self) -> None:
         await self.transport.start()
