@@ -34,7 +34,7 @@ from relaygate.observability.metrics import CONTENT_TYPE_LATEST
 from relaygate.pipeline import Gateway, LedgerSink
 from relaygate.state.cutoffs import CutoffMonitor
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
 
 log = logging.getLogger("relaygate")
 
@@ -183,3 +183,14 @@ def _install_sighup(reload: Callable[[str], Awaitable[None]]) -> None:
 
     with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+
+def app_from_environment() -> Starlette:
+    """App factory for worker processes (``relaygate serve --workers N``): the config file named
+    by ``$RELAYGATE_CONFIG``, else the embedded default."""
+    import os
+
+    from relaygate.config import default_config
+
+    path = os.environ.get("RELAYGATE_CONFIG")
+    return create_app(load_config(path) if path else default_config(), config_path=path)

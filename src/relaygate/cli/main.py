@@ -10,7 +10,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -110,6 +110,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 4000)", min=0, max=65535)] = None,
     log_level: Annotated[LogLevel, typer.Option(help="log level", case_sensitive=False)] = LogLevel.info,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="worker processes sharing the port; breaker and cooldown state is per worker, "
+            "the ledger, keys, cutoffs and audit are shared through the database",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
 ) -> None:
     """Start the gateway. With no config: the embedded local model, SQLite, no API key needed."""
     import uvicorn
@@ -133,14 +142,21 @@ def serve(
     err.print(f"relaygate {__version__}: config {source}")
     err.print(f"routes: {', '.join(cfg.routes) or '(none)'}; auth: {cfg.auth.mode}")
     err.print(f"OpenAI base URL: http://{host}:{port}/v1")
-    uvicorn.run(
-        create_app(cfg, config_path=str(config) if config else os.environ.get("RELAYGATE_CONFIG")),
-        host=host,
-        port=port,
-        log_level=log_level.value,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    config_path = str(config) if config else os.environ.get("RELAYGATE_CONFIG")
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level.value,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        # Each worker process builds its own app from the environment (uvicorn's factory mode).
+        if config_path:
+            os.environ["RELAYGATE_CONFIG"] = str(Path(config_path).resolve())
+        uvicorn.run("relaygate.app:app_from_environment", factory=True, workers=workers, **common)
+        return
+    uvicorn.run(create_app(cfg, config_path=config_path), **common)
 
 
 @app.command()
