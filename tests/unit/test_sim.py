@@ -430,3 +430,146 @@ async def test_usage_override_and_jitter(sim: SimServer) -> None:
     _, _, raw = await _post(f"{sim.url}/chat/completions", {"model": "m", "messages": MSGS})
     usage = orjson.loads(raw)["usage"]
     assert usage == {"prompt_tokens": 1000, "completion_tokens": 4, "total_tokens": 1004}
+
+
+# ------------------------------------------------- parallel tool calls and byte-split streams
+
+PARALLEL: dict[str, Any] = {
+    "models": {
+        "par": {
+            "tool_calls": [
+                {"name": "get_weather", "arguments": {"city": "東京"}},
+                {"name": "get_time", "arguments": {"tz": "Asia/Tokyo"}},
+            ]
+        },
+        "split": {"reply": "東京 👨‍👩‍👧 مرحبا", "split_bytes": 5},
+        # a step's tool_call replaces the model level's tool_calls
+        "stepped": {
+            "tool_calls": [{"name": "a"}, {"name": "b"}],
+            "steps": [{}, {"tool_call": {"name": "c"}}],
+        },
+    }
+}
+TOOLS_OA = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+    for n in ("get_weather", "get_time")
+]
+PAR_ARGS = ['{"city":"東京"}', '{"tz":"Asia/Tokyo"}']
+
+
+async def _post_to(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, list[bytes]]:
+    """Status and the body's reads as the client saw them (one entry per read)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=orjson.dumps(body), headers=headers or {}) as resp,
+    ):
+        return resp.status, [part async for part in resp.content.iter_any()]
+
+
+async def test_parallel_tool_calls_openai_wire() -> None:
+    async with SimServer(PARALLEL) as s:
+        body = {"model": "par", "messages": MSGS, "tools": TOOLS_OA}
+        _, _, raw = await _post(f"{s.url}/chat/completions", body)
+        choice = orjson.loads(raw)["choices"][0]
+        calls = choice["message"]["tool_calls"]
+        assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+        assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
+            ("get_weather", PAR_ARGS[0]),
+            ("get_time", PAR_ARGS[1]),
+        ]
+        assert len({c["id"] for c in calls}) == 2
+        _, parts = await _post_to(f"{s.url}/chat/completions", {**body, "stream": True})
+        deltas = [
+            tc
+            for p in _sse_payloads(b"".join(parts).decode())[:-1]
+            for ch in orjson.loads(p)["choices"]
+            for tc in ch["delta"].get("tool_calls") or []
+        ]
+        # both heads first, then the argument pieces interleaved across the two calls
+        assert [d["index"] for d in deltas[:2]] == [0, 1] and all("id" in d for d in deltas[:2])
+        order = [d["index"] for d in deltas[2:]]
+        assert order == [0, 1, 0, 1, 0, 1]
+        for i in (0, 1):
+            assert "".join(d["function"]["arguments"] for d in deltas if d["index"] == i) == PAR_ARGS[i]
+        # a step's single tool_call replaces the model level's list
+        s.reset()
+        for want in (["a", "b"], ["c"]):
+            _, _, raw = await _post(f"{s.url}/chat/completions", {**body, "model": "stepped"})
+            got = [c["function"]["name"] for c in orjson.loads(raw)["choices"][0]["message"]["tool_calls"]]
+            assert got == want
+
+
+async def test_parallel_tool_calls_anthropic_wire() -> None:
+    import anthropic
+
+    tools: Any = [{"name": n, "input_schema": {"type": "object"}} for n in ("get_weather", "get_time")]
+    async with SimServer(PARALLEL) as s:
+        client = anthropic.AsyncAnthropic(base_url=str(s.url).removesuffix("/v1"), api_key="x", max_retries=0)
+        msg = await client.messages.create(
+            model="par", max_tokens=50, messages=[{"role": "user", "content": "hi"}], tools=tools
+        )
+        assert msg.stop_reason == "tool_use"
+        want = [("get_weather", {"city": "東京"}), ("get_time", {"tz": "Asia/Tokyo"})]
+        assert [(b.name, b.input) for b in msg.content if b.type == "tool_use"] == want
+        async with client.messages.stream(
+            model="par", max_tokens=50, messages=[{"role": "user", "content": "hi"}], tools=tools
+        ) as stream:
+            events = [ev async for ev in stream]
+            final = await stream.get_final_message()
+        assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == want
+        # blocks follow each other: start 0, deltas 0, stop 0, start 1, deltas 1, stop 1
+        seq = [(e.type, getattr(e, "index", None)) for e in events if e.type.startswith("content_block")]
+        assert seq[0] == ("content_block_start", 0) and seq[-1] == ("content_block_stop", 1)
+        i = seq.index(("content_block_stop", 0))
+        assert seq[i + 1] == ("content_block_start", 1)
+        assert all(ix == 0 for _, ix in seq[:i]) and all(ix == 1 for _, ix in seq[i + 1 :])
+        await client.close()
+
+
+async def test_parallel_tool_calls_gemini_wire() -> None:
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "tools": [{"functionDeclarations": [{"name": "get_weather"}, {"name": "get_time"}]}],
+    }
+    async with SimServer(PARALLEL) as s:
+        base = str(s.url).removesuffix("/v1") + "/v1beta/models/par"
+        _, _, raw = await _post(f"{base}:generateContent", body)
+        parts = orjson.loads(raw)["candidates"][0]["content"]["parts"]
+        assert parts == [
+            {"functionCall": {"name": "get_weather", "args": {"city": "東京"}}},
+            {"functionCall": {"name": "get_time", "args": {"tz": "Asia/Tokyo"}}},
+        ]
+
+
+async def test_split_bytes_writes_small_pieces_across_characters() -> None:
+    async with SimServer(PARALLEL) as s:
+        body = {"model": "split", "messages": MSGS, "stream": True}
+        _, parts = await _post_to(f"{s.url}/chat/completions", body)
+        assert len(parts) > 10 and any(_cuts_a_character(p) for p in parts)
+        text = "".join(
+            ch["delta"].get("content") or ""
+            for p in _sse_payloads(b"".join(parts).decode())[:-1]
+            for ch in orjson.loads(p)["choices"]
+        )
+        assert text == "東京 👨‍👩‍👧 مرحبا"
+        # the Anthropic and Gemini wires split the same way
+        a_body = {
+            "model": "split",
+            "max_tokens": 9,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        _, parts = await _post_to(f"{s.url}/messages", a_body, {"anthropic-version": "2023-06-01"})
+        assert len(parts) > 10 and any(_cuts_a_character(p) for p in parts)
+        assert "👨\\u200d" not in b"".join(parts).decode()  # raw UTF-8, not escapes
+        g_url = str(s.url).removesuffix("/v1") + "/v1beta/models/split:streamGenerateContent?alt=sse"
+        _, parts = await _post_to(g_url, {"contents": [{"parts": [{"text": "x"}]}]})
+        assert len(parts) > 10 and any(_cuts_a_character(p) for p in parts)
+
+
+def _cuts_a_character(piece: bytes) -> bool:
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False

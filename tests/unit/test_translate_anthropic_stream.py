@@ -216,8 +216,8 @@ def test_parallel_tool_stream_event_sequence_is_exact() -> None:
         "content_block_delta",
         "content_block_delta",
         "content_block_stop",
+        # a parallel call is held while the first one streams, then sent whole (one delta)
         "content_block_start",
-        "content_block_delta",
         "content_block_delta",
         "content_block_stop",
         "message_delta",
@@ -456,3 +456,29 @@ def test_anthropic_to_openai_to_anthropic_stream_keeps_the_message(name: str) ->
     assert [b.to_dict() for b in again.content] == strip
     assert again.stop_reason == original.stop_reason
     assert again.usage.output_tokens == original.usage.output_tokens
+
+
+def test_interleaved_parallel_tool_deltas_keep_blocks_sequential() -> None:
+    """Every delta of a block comes between its start and its stop, even when the upstream
+    interleaves two calls' argument pieces."""
+    tr = OpenAIToAnthropicStream("m")
+    heads = [
+        {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": "w", "arguments": ""}}
+        for i in (0, 1)
+    ]
+    pieces = [(0, '{"ci'), (1, '{"city'), (0, 'ty": "東京"}'), (1, '": "القاهرة"}')]
+    chunks = [chunk({"tool_calls": heads})]
+    chunks += [chunk({"tool_calls": [{"index": i, "function": {"arguments": a}}]}) for i, a in pieces]
+    chunks.append(chunk({}, "tool_calls"))
+    events = [e for c in chunks for e in tr.feed(c)] + tr.finish()
+    open_blocks: set[int] = set()
+    args: dict[int, str] = {}
+    for name, data in events:
+        if name == "content_block_start":
+            open_blocks.add(data["index"])
+        elif name == "content_block_delta":
+            assert data["index"] in open_blocks
+            args[data["index"]] = args.get(data["index"], "") + data["delta"]["partial_json"]
+        elif name == "content_block_stop":
+            open_blocks.remove(data["index"])
+    assert args == {0: '{"city": "東京"}', 1: '{"city": "القاهرة"}'}

@@ -38,7 +38,10 @@ class OpenAIToAnthropicStream:
     ``reasoning_content`` deltas (DeepSeek) become a thinking block, ``content`` and ``refusal``
     a text block, and each OpenAI tool-call index its own tool_use block, numbered in order of
     first appearance; argument pieces become ``input_json_delta``s in arrival order. A block is
-    closed when the next one starts. ``message_delta`` is sent once the usage chunk (which
+    closed when the next one starts. Anthropic blocks are strictly sequential (start, deltas,
+    stop), but an OpenAI upstream may interleave the argument deltas of parallel calls: the
+    first call streams live, later calls are held until the live block closes and are then sent
+    whole, each as start, one delta, stop. ``message_delta`` is sent once the usage chunk (which
     OpenAI sends after the finish chunk) has arrived, or at ``finish()``; its usage holds the
     final input and cache counts, which ``message_start`` cannot know yet (it reports 0).
     """
@@ -52,6 +55,8 @@ class OpenAIToAnthropicStream:
         self._open_kind: str | None = None
         self._next = 0
         self._tools: dict[int, int] = {}  # OpenAI tool_calls index -> block index
+        self._live_tool: int | None = None  # OpenAI index of the tool block streaming live
+        self._held: dict[int, tuple[dict[str, Any], list[str]]] = {}  # index -> (block, arg pieces)
         self._usage: dict[str, Any] | None = None
         self._refused = False
         self._delta_sent = False
@@ -78,10 +83,23 @@ class OpenAIToAnthropicStream:
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def _close(self) -> list[Event]:
-        if self._open is None:
-            return []
-        idx, self._open, self._open_kind = self._open, None, None
-        return [("content_block_stop", {"type": "content_block_stop", "index": idx})]
+        events: list[Event] = []
+        if self._open is not None:
+            idx, self._open, self._open_kind = self._open, None, None
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": idx}))
+        self._live_tool = None
+        held, self._held = self._held, {}
+        for n, (block, pieces) in held.items():  # first-appearance order
+            idx = self._next
+            self._next += 1
+            self._tools[n] = idx
+            events.append(
+                ("content_block_start", {"type": "content_block_start", "index": idx, "content_block": block})
+            )
+            if pieces:
+                events.append(self._delta(idx, {"type": "input_json_delta", "partial_json": "".join(pieces)}))
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": idx}))
+        return events
 
     def _block(self, kind: str, block: dict[str, Any]) -> list[Event]:
         events = self._close()
@@ -113,6 +131,11 @@ class OpenAIToAnthropicStream:
     def _tool(self, call: dict[str, Any]) -> list[Event]:
         n = call.get("index", 0)
         fn = call.get("function") or {}
+        args = fn.get("arguments")
+        if n in self._held:
+            if args:
+                self._held[n][1].append(args)
+            return []
         events: list[Event] = []
         if n not in self._tools:
             block: dict[str, Any] = {
@@ -121,12 +144,14 @@ class OpenAIToAnthropicStream:
                 "name": fn.get("name") or "",
                 "input": {},
             }
+            if self._live_tool is not None:  # a parallel call while another streams: hold it
+                self._held[n] = (block, [args] if args else [])
+                return []
             events = self._block("tool_use", block)
             assert self._open is not None
             self._tools[n] = self._open
-        args = fn.get("arguments")
+            self._live_tool = n
         if args:
-            # An upstream that interleaves two calls' deltas gets them at each call's own index.
             events.append(self._delta(self._tools[n], {"type": "input_json_delta", "partial_json": args}))
         return events
 

@@ -72,18 +72,20 @@ def build_answer(body: dict[str, Any], model: str, plan: Plan, *, now: float | N
 
     Text: the plan's reply split into word chunks, truncated to ``max_completion_tokens`` (else
     ``max_tokens``) words with finish_reason "length". Tools: when the request offers tools (and
-    tool_choice is not "none") and the plan has ``tool_call``, a single function call with
-    finish_reason "tool_calls". Usage: ``count_prompt_tokens`` and the words sent, unless overridden.
+    tool_choice is not "none") and the plan has ``tool_call`` (or ``tool_calls``), those function
+    calls with finish_reason "tool_calls". Usage: ``count_prompt_tokens`` and the words sent,
+    unless overridden.
     """
     created = int(time.time() if now is None else now)
     prompt_tokens = count_prompt_tokens(body["messages"])
-    tool_call = None
-    if plan.tool_call is not None and _wants_tools(body):
-        args = plan.tool_call.arguments
-        arguments = args if isinstance(args, str) else orjson.dumps(args).decode()
-        tool_call = (new_id("call_"), plan.tool_call.name, arguments)
+    tool_calls: list[tuple[str, str, str]] = []
+    if plan.calls and _wants_tools(body):
+        for spec in plan.calls:
+            args = spec.arguments
+            arguments = args if isinstance(args, str) else orjson.dumps(args).decode()
+            tool_calls.append((new_id("call_"), spec.name, arguments))
         chunks: list[str] = []
-        completion_tokens = max(1, count_words(arguments))
+        completion_tokens = sum(max(1, count_words(a)) for _, _, a in tool_calls)
         finish = "tool_calls"
     else:
         chunks = split_words(plan.reply)
@@ -104,7 +106,7 @@ def build_answer(body: dict[str, Any], model: str, plan: Plan, *, now: float | N
         created=created,
         model=model,
         chunks=tuple(chunks),
-        tool_call=tool_call,
+        tool_calls=tuple(tool_calls),
         finish_reason=finish,
         usage=usage_block(prompt_tokens, completion_tokens),
     )

@@ -7,8 +7,8 @@ input_json_delta), content_block_stop, message_delta, message_stop
 ``{"type": "error", "error": {"type", "message"}}`` (https://docs.anthropic.com/en/api/errors),
 with the ``overloaded`` preset answered as Anthropic's 529 ``overloaded_error``. The scenario
 behaviours (reply, latency, ttft, chunk gaps, errors and presets, reset, hang, malformed, cut
-streams, tool_call, usage overrides) work as on the OpenAI side; token counts use the same
-word counting, over the system prompt and the messages.
+streams, tool_call and parallel tool_calls, split_bytes, usage overrides) work as on the OpenAI
+side; token counts use the same word counting, over the system prompt and the messages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiohttp import web
 
 from relaygate.sim.answer import build_answer
 from relaygate.sim.scenario import Plan
-from relaygate.sim.wire import Answer
+from relaygate.sim.wire import Answer, split_in
 
 if TYPE_CHECKING:
     from relaygate.sim.server import SimServer
@@ -123,9 +123,8 @@ def _usage(answer: Answer) -> dict[str, int]:
     }
 
 
-def _tool_block(answer: Answer) -> tuple[dict[str, Any], str]:
-    assert answer.tool_call is not None
-    call_id, name, arguments = answer.tool_call
+def _tool_block(call: tuple[str, str, str]) -> tuple[dict[str, Any], str]:
+    call_id, name, arguments = call
     try:
         parsed = orjson.loads(arguments)
     except orjson.JSONDecodeError:
@@ -136,8 +135,12 @@ def _tool_block(answer: Answer) -> tuple[dict[str, Any], str]:
 
 
 def message(answer: Answer) -> dict[str, Any]:
-    """The non-streaming Message for ``answer``."""
-    content = [_tool_block(answer)[0]] if answer.tool_call else [{"type": "text", "text": answer.content}]
+    """The non-streaming Message for ``answer`` (one tool_use block per function call)."""
+    content = (
+        [_tool_block(call)[0] for call in answer.tool_calls]
+        if answer.tool_calls
+        else [{"type": "text", "text": answer.content}]
+    )
     return {
         "id": "msg_" + answer.id.removeprefix("chatcmpl-"),
         "type": "message",
@@ -150,30 +153,49 @@ def message(answer: Answer) -> dict[str, Any]:
     }
 
 
+def _block_events(answer: Answer) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """(content_block_start block, its deltas) per content block, in order."""
+    if not answer.tool_calls:
+        return [({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in answer.chunks])]
+    blocks = []
+    for call in answer.tool_calls:
+        block, args = _tool_block(call)
+        # several pieces, as Anthropic streams tool input
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in split_in(args, 3)]
+        blocks.append(({**block, "input": {}}, deltas))
+    return blocks
+
+
 def stream_events(answer: Answer) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """(head, deltas, tail) SSE events for ``answer``; the server paces and may cut the deltas."""
+    """(head, deltas, tail) SSE events for ``answer``; the server paces and may cut the deltas.
+
+    Blocks follow each other (Anthropic never interleaves them): a later block's
+    content_block_stop of the previous block and its own content_block_start ride on its first
+    delta, so ``deltas`` holds exactly one item per content_block_delta.
+    """
     msg = message(answer)
     start = {**msg, "content": [], "stop_reason": None, "usage": {**msg["usage"], "output_tokens": 1}}
     head = [_sse("message_start", {"type": "message_start", "message": start})]
-    deltas: list[dict[str, Any]]
-    if answer.tool_call:
-        block, args = _tool_block(answer)
-        block = {**block, "input": {}}
-        third = max(1, len(args) // 3)  # several pieces, as Anthropic streams tool input
-        pieces = [args[i : i + third] for i in range(0, len(args), third)]
-        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
-    else:
-        block = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": t} for t in answer.chunks]
-    head.append(
-        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
-    )
-    head.append(_sse("ping", {"type": "ping"}))
-    body = [
-        _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas
-    ]
+    blocks = _block_events(answer)
+    body: list[bytes] = []
+    for index, (block, deltas) in enumerate(blocks):
+        opening = _sse(
+            "content_block_start", {"type": "content_block_start", "index": index, "content_block": block}
+        )
+        if index == 0:
+            head += [opening, _sse("ping", {"type": "ping"})]
+            opening = b""
+        else:
+            opening = _sse("content_block_stop", {"type": "content_block_stop", "index": index - 1}) + opening
+        events = [
+            _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ]
+        if opening:
+            events = [opening + events[0], *events[1:]] if events else [opening]
+        body += events
     tail = [
-        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse("content_block_stop", {"type": "content_block_stop", "index": len(blocks) - 1}),
         _sse(
             "message_delta",
             {
@@ -268,22 +290,22 @@ async def _stream(sim: SimServer, request: web.Request, plan: Plan, answer: Answ
     head, deltas, tail = stream_events(answer)
     try:
         await sim._pause(sim._latency(plan))
-        await response.write(head[0])
+        await sim._write(response, head[0], plan)
         if plan.malformed:
             await response.write(_MALFORMED_SSE)
             await response.write_eof()
             return response
-        await response.write(b"".join(head[1:]))
+        await sim._write(response, b"".join(head[1:]), plan)
         for i, event in enumerate(deltas):
             if plan.cut_after_chunks is not None and i >= plan.cut_after_chunks:
                 break
             await sim._pause(plan.ttft_ms if i == 0 else plan.chunk_gap_ms)
-            await response.write(event)
+            await sim._write(response, event, plan)
         if plan.cut_after_chunks is not None:
             _drop(request, rst=False)  # no message_stop, no terminating HTTP chunk
             return response
         await sim._pause(plan.chunk_gap_ms)
-        await response.write(b"".join(tail))
+        await sim._write(response, b"".join(tail), plan)
         await response.write_eof()
     except ConnectionError:
         pass

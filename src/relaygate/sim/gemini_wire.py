@@ -139,9 +139,8 @@ def _response(answer: Answer, parts: list[dict[str, Any]], *, final: bool) -> di
 
 def _parts(answer: Answer) -> list[list[dict[str, Any]]]:
     """Parts per stream event (one event for a function call, one per word otherwise)."""
-    if answer.tool_call is not None:
-        _, name, arguments = answer.tool_call
-        return [[{"functionCall": {"name": name, "args": orjson.loads(arguments)}}]]
+    if answer.tool_calls:  # parallel calls: several functionCall parts in one event
+        return [[{"functionCall": {"name": n, "args": orjson.loads(a)}} for _, n, a in answer.tool_calls]]
     return [[{"text": w}] for w in answer.chunks] or [[{"text": ""}]]
 
 
@@ -200,7 +199,7 @@ class _GeminiRoutes:
             chunks = [_response(answer, p, final=i == len(events) - 1) for i, p in enumerate(events)]
             return _json(chunks, 200, plan.headers)
         parts = [p for ev in events for p in ev]
-        if answer.tool_call is None:
+        if not answer.tool_calls:
             parts = [{"text": answer.content}]
         return _json(_response(answer, parts, final=True), 200, plan.headers)
 
@@ -222,7 +221,7 @@ class _GeminiRoutes:
             for i, parts in enumerate(events[:cut] if cut is not None else events):
                 await self.sim._pause(plan.ttft_ms if i == 0 else plan.chunk_gap_ms)
                 event = _response(answer, parts, final=cut is None and i == len(events) - 1)
-                await response.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+                await self.sim._write(response, b"data: " + orjson.dumps(event) + b"\r\n\r\n", plan)
             if cut is not None:
                 _drop(request, rst=False)  # no finishReason, no end of body: a cut stream
                 return response

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -121,6 +122,11 @@ class Step(_Strict):
     usage: UsageOverride | None = None
     error: ErrorSpec | None = None
     tool_call: ToolCallSpec | None = None
+    # Several function calls in one answer (parallel tool calls); replaces ``tool_call``.
+    tool_calls: list[ToolCallSpec] | None = Field(default=None, min_length=1)
+    # Stream bodies are written in pieces of this many bytes (each its own write and HTTP
+    # chunk), so multi-byte UTF-8 characters and SSE lines cross read boundaries.
+    split_bytes: PositiveInt | None = None
 
     @field_validator("status")
     @classmethod
@@ -182,6 +188,15 @@ class Plan:
     hang: bool = False
     usage: UsageOverride | None = None
     tool_call: ToolCallSpec | None = None
+    tool_calls: tuple[ToolCallSpec, ...] | None = None
+    split_bytes: int | None = None
+
+    @property
+    def calls(self) -> tuple[ToolCallSpec, ...]:
+        """The function calls to answer with (``tool_calls`` wins over ``tool_call``)."""
+        if self.tool_calls:
+            return self.tool_calls
+        return (self.tool_call,) if self.tool_call is not None else ()
 
 
 _PLAIN_FIELDS = (
@@ -195,7 +210,7 @@ _PLAIN_FIELDS = (
     "malformed",
     "hang",
     "usage",
-    "tool_call",
+    "split_bytes",
 )
 
 
@@ -204,6 +219,10 @@ def _apply(values: dict[str, Any], level: Step) -> None:
         value = getattr(level, name)
         if value is not None:
             values[name] = value
+    if level.tool_call is not None or level.tool_calls is not None:
+        # tool_call and tool_calls travel together: a level setting either replaces both.
+        values["tool_call"] = level.tool_call
+        values["tool_calls"] = tuple(level.tool_calls) if level.tool_calls is not None else None
     if level.error is not None:
         values["status"], values["body"], values["error_headers"] = level.error.expand()
     elif level.status is not None or level.body is not None:

@@ -25,13 +25,16 @@ from relaygate.sim.gemini_wire import register_gemini_routes
 from relaygate.sim.presets import error_body
 from relaygate.sim.scenario import Plan, Scenario, ScenarioError, coerce_scenario
 from relaygate.sim.state import SimState
-from relaygate.sim.wire import DONE, Answer, chunk, completion, sse, tool_call_delta
+from relaygate.sim.wire import DONE, Answer, chunk, completion, sse, tool_call_deltas
 
 __all__ = ["SimServer"]
 
 # A 200 body cut mid-object: what a proxy that truncates responses produces.
 _MALFORMED_JSON = b'{"id": "chatcmpl-sim", "object": "chat.completion", "choices": [{"index": 0, "mess'
 _MALFORMED_SSE = b'data: {"id": "chatcmpl-sim", "choices": [{"delta": {"content": "oops\n\n'
+
+
+_SPLIT_GAP_MS = 1.0  # pause between split_bytes pieces: long enough for the reader to see each
 
 
 class _Closing(Exception):
@@ -196,20 +199,20 @@ class SimServer:
         try:
             await self._pause(self._latency(plan))
             role = {"role": "assistant", "content": None if answer.tool_call else ""}
-            await response.write(sse(chunk(answer, role, with_usage_field=include_usage)))
+            await self._write(response, sse(chunk(answer, role, with_usage_field=include_usage)), plan)
             if plan.malformed:
                 await response.write(_MALFORMED_SSE + DONE)
                 await response.write_eof()
                 return response
-            if answer.tool_call:
-                deltas: list[dict[str, Any]] = [tool_call_delta(answer)]
+            if answer.tool_calls:
+                deltas: list[dict[str, Any]] = tool_call_deltas(answer)
             else:
                 deltas = [{"content": text} for text in answer.chunks]
             for i, delta in enumerate(deltas):
                 if plan.cut_after_chunks is not None and i >= plan.cut_after_chunks:
                     break
                 await self._pause(plan.ttft_ms if i == 0 else plan.chunk_gap_ms)
-                await response.write(sse(chunk(answer, delta, with_usage_field=include_usage)))
+                await self._write(response, sse(chunk(answer, delta, with_usage_field=include_usage)), plan)
             if plan.cut_after_chunks is not None:
                 # No finish_reason, no [DONE], no terminating HTTP chunk: the client sees a cut body.
                 _drop(request, rst=False)
@@ -217,13 +220,24 @@ class SimServer:
             await self._pause(plan.chunk_gap_ms)
             last = chunk(answer, {}, finish_reason=answer.finish_reason, with_usage_field=include_usage)
             tail = sse(last) + (sse(chunk(answer, None)) if include_usage else b"") + DONE
-            await response.write(tail)
+            await self._write(response, tail, plan)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away mid-stream; nothing left to tell it
         except _Closing:
             _drop(request, rst=False)
         return response
+
+    async def _write(self, response: web.StreamResponse, data: bytes, plan: Plan) -> None:
+        """Write stream bytes; with ``split_bytes``, in pieces of that size with a short pause
+        between them so the reader sees each piece (and multi-byte characters split) apart."""
+        step = plan.split_bytes
+        if not step:
+            await response.write(data)
+            return
+        for i in range(0, len(data), step):
+            await response.write(data[i : i + step])
+            await self._pause(_SPLIT_GAP_MS)
 
     def _latency(self, plan: Plan) -> float:
         return plan.latency_ms + (

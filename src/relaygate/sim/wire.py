@@ -22,9 +22,10 @@ __all__ = [
     "count_prompt_tokens",
     "count_words",
     "new_id",
+    "split_in",
     "split_words",
     "sse",
-    "tool_call_delta",
+    "tool_call_deltas",
     "usage_block",
 ]
 
@@ -85,17 +86,23 @@ def usage_block(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 class Answer:
     """What one successful request answers: text chunks or a tool call, and its accounting.
 
-    ``chunks`` concatenate to the content; ``tool_call`` is ``(id, name, arguments_json)``;
-    ``usage`` is the ``usage`` object; ``finish_reason`` is "stop", "length" or "tool_calls".
+    ``chunks`` concatenate to the content; ``tool_calls`` holds ``(id, name, arguments_json)``
+    per function call (several: parallel tool calls); ``usage`` is the ``usage`` object;
+    ``finish_reason`` is "stop", "length" or "tool_calls".
     """
 
     id: str
     created: int
     model: str
     chunks: tuple[str, ...]
-    tool_call: tuple[str, str, str] | None
+    tool_calls: tuple[tuple[str, str, str], ...]
     finish_reason: str
     usage: dict[str, int]
+
+    @property
+    def tool_call(self) -> tuple[str, str, str] | None:
+        """The first function call, or None."""
+        return self.tool_calls[0] if self.tool_calls else None
 
     @property
     def content(self) -> str:
@@ -110,9 +117,9 @@ def new_id(prefix: str) -> str:
 def completion(answer: Answer) -> dict[str, Any]:
     """The non-streaming ``chat.completion`` object."""
     message: dict[str, Any] = {"role": "assistant", "content": answer.content, "refusal": None}
-    if answer.tool_call is not None:
+    if answer.tool_calls:
         message["content"] = None
-        message["tool_calls"] = [_tool_call(answer.tool_call)]
+        message["tool_calls"] = [_tool_call(call) for call in answer.tool_calls]
     return {
         "id": answer.id,
         "object": "chat.completion",
@@ -160,10 +167,33 @@ def chunk(
     return obj
 
 
-def tool_call_delta(answer: Answer) -> dict[str, Any]:
-    """The single delta carrying the whole tool call (index 0)."""
-    assert answer.tool_call is not None
-    return {"tool_calls": [{"index": 0, **_tool_call(answer.tool_call)}]}
+def tool_call_deltas(answer: Answer) -> list[dict[str, Any]]:
+    """The stream deltas of the answer's tool calls.
+
+    One call: a single delta carrying the whole call (index 0). Several (parallel tool calls):
+    first each call's head (index, id, name, empty arguments), then the arguments in three
+    pieces per call, interleaved across calls (call 0 piece 1, call 1 piece 1, call 0 piece 2,
+    ...), as an upstream generating the calls concurrently may send them.
+    """
+    calls = answer.tool_calls
+    if len(calls) == 1:
+        return [{"tool_calls": [{"index": 0, **_tool_call(calls[0])}]}]
+    deltas: list[dict[str, Any]] = []
+    for i, (call_id, name, _) in enumerate(calls):
+        head = {"index": i, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        deltas.append({"tool_calls": [head]})
+    pieces = [split_in(arguments, 3) for _, _, arguments in calls]
+    for k in range(max(len(p) for p in pieces)):
+        for i, parts in enumerate(pieces):
+            if k < len(parts):
+                deltas.append({"tool_calls": [{"index": i, "function": {"arguments": parts[k]}}]})
+    return deltas
+
+
+def split_in(text: str, n: int) -> list[str]:
+    """``text`` in ``n`` (or fewer, when shorter) consecutive non-empty pieces."""
+    size = max(1, -(-len(text) // n))
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def sse(obj: Any) -> bytes:
