@@ -19,6 +19,7 @@ from relaygate import __version__
 from relaygate.cli import audit as audit_cmd
 from relaygate.cli import cutoff as cutoff_cmd
 from relaygate.cli import drill as drill_cmd
+from relaygate.cli import eval as eval_cmd
 from relaygate.cli import keys as keys_cmd
 from relaygate.cli import usage as usage_cmd
 from relaygate.config import Config, default_config, load_config
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(keys_cmd.app, name="keys", help="Create, list and revoke virtual keys.")
 app.add_typer(cutoff_cmd.app, name="cutoff", help="Set, clear and list provider cutoffs per region.")
 app.add_typer(audit_cmd.app, name="audit", help="List audit events and verify their hash chain.")
+app.add_typer(eval_cmd.app, name="eval", help="Run eval suites, decide switch-readiness, report, replay.")
 app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1h --by tenant`.")(
     usage_cmd.usage
 )

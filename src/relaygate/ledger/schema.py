@@ -1,4 +1,5 @@
-"""Table declarations for tenants, virtual keys, usage rows, audit events and cutoffs (SQLAlchemy Core).
+"""Table declarations for tenants, virtual keys, usage rows, audit events, cutoffs and eval runs
+(SQLAlchemy Core).
 
 These declarations describe the head revision of ``migrations/``; the migrations, not
 ``metadata.create_all``, create and change the tables (``tests/unit/test_ledger_store.py`` checks
@@ -19,6 +20,9 @@ __all__ = [
     "audit_events",
     "cutoff_version",
     "cutoffs",
+    "eval_cache",
+    "eval_results",
+    "eval_runs",
     "metadata",
     "tenants",
     "usage",
@@ -170,4 +174,60 @@ cutoff_version = sa.Table(
     # One row (id = 1), bumped in the same transaction as every change to ``cutoffs``.
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("version", sa.BigInteger(), nullable=False),
+)
+
+# Added by 0003: evaluation runs (``relaygate.evals.store``) and the eval response cache
+# (``relaygate.evals.cache``).
+eval_runs = sa.Table(
+    "eval_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("suite", sa.String(), nullable=False),
+    # sha256 of the cases and graders: a resumed run refuses a suite that changed.
+    sa.Column("suite_hash", sa.String(64), nullable=False),
+    sa.Column("targets", _json(), nullable=False),
+    sa.Column("judge", sa.String(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cost_ceiling_usd", sa.Float(), nullable=True),
+    sa.Column("meta", _json(), nullable=False),  # margins, alpha, power, source of the suite
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+eval_results = sa.Table(
+    "eval_results",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("eval_runs.run_id"), nullable=False),
+    sa.Column("case_id", sa.String(), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("output", sa.String(), nullable=True),
+    sa.Column("scores", _json(), nullable=False),
+    sa.Column("latency_ms", sa.Float(), nullable=True),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=True),
+    sa.Column("completion_tokens", sa.Integer(), nullable=True),
+    sa.Column("cost_usd", sa.Float(), nullable=True),
+    sa.Column("error", sa.String(), nullable=True),
+    sa.Column("refused", sa.Boolean(), nullable=True),
+    sa.Column("served_by", sa.String(), nullable=True),
+    sa.Column("response", _nullable_json(), nullable=True),
+    sa.Column("cached", sa.Boolean(), nullable=False),
+    sa.Column("tags", _json(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # One result per (run, case, target): a resumed run replaces, never duplicates.
+    sa.Index("ux_eval_results_case", "run_id", "case_id", "target", unique=True),
+)
+
+eval_cache = sa.Table(
+    "eval_cache",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of (target, normalised request)
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("request", _json(), nullable=False),
+    sa.Column("response", _json(), nullable=False),
+    sa.Column("served_by", sa.String(), nullable=True),
+    sa.Column("latency_ms", sa.Float(), nullable=True),
+    sa.Column("cost_usd", sa.Float(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_eval_cache_target", "target"),
 )
