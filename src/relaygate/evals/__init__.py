@@ -1,1 +1,1 @@
-"""Evaluations: what-if drills over config, policy and the ledger (suites and graders to come)."""
+"""Evaluations: suites, graders, runs, paired non-inferiority verdicts, replay and cutoff drills."""
