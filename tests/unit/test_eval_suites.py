@@ -29,7 +29,7 @@ def test_yaml_suite_loads_every_case_feature() -> None:
     suite = load_suite(FIXTURES / "smoke.yaml")
     assert suite.name == "smoke"
     assert suite.graders == (GraderSpec("normalized"),)
-    assert suite.margins == (Margin("normalized", 0.05), Margin("latency_p95_ms", 250.0, "lower"))
+    assert suite.margins == (Margin("normalized", 0.05), Margin("latency_p95", 250.0, "lower"))
     by_id = {c.id: c for c in suite.cases}
     assert by_id["capital-fr"].messages == [
         {"role": "user", "content": "What is the capital of France? Answer with one word."}

