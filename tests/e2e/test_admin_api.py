@@ -107,6 +107,7 @@ def admin(
 # Every admin endpoint, with a body that would be valid for the admin key.
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/admin/tenants", None),
+    ("PUT", "/admin/tenants/intruder", {"region": "US"}),
     ("GET", "/admin/keys", None),
     ("POST", "/admin/keys", {"tenant": "intruder"}),
     ("DELETE", "/admin/keys/key_00000000", None),
@@ -454,3 +455,19 @@ def db_key_of(admin: Admin, tenant: str) -> str:
     resp = admin.call("POST", "/admin/keys", json={"tenant": tenant})
     assert resp.status_code == 201
     return str(resp.json()["key"])
+
+
+def test_tenant_upsert_sets_and_moves_the_region_with_an_audit_trail(admin: Admin) -> None:
+    made = admin.call("PUT", "/admin/tenants/globex", json={"region": "de"})
+    assert made.status_code == 200, made.text
+    assert made.json()["region"] == "DE" and made.json()["note"] is None
+    key = admin.call("POST", "/admin/keys", json={"tenant": "globex"}).json()["key"]
+    plan = admin.gw.call(admin.gw.gateway.runtime.auth.authenticate(f"Bearer {key}"))
+    assert plan.region == "DE"
+    moved = admin.call("PUT", "/admin/tenants/globex", json={"region": "US"})
+    assert moved.json()["region"] == "US"
+    assert admin.gw.call(admin.gw.gateway.runtime.auth.authenticate(f"Bearer {key}")).region == "US"
+    events = admin.call("GET", "/admin/audit?kind=tenant.").json()["data"]
+    assert [e["details"].get("region_changed_from") for e in events] == [None, "DE"]
+    bad = admin.call("PUT", "/admin/tenants/globex", json={"region": "Europe"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "region"

@@ -24,6 +24,7 @@ from starlette.schemas import SchemaGenerator
 
 from relaygate.api.auth import Principal, is_virtual_key
 from relaygate.api.error_render import openai_error_body
+from relaygate.config.schema import check_region
 from relaygate.errors import (
     AuthenticationError,
     GatewayError,
@@ -46,6 +47,10 @@ class _Body(BaseModel):
 
 class KeyCreate(_Body):
     tenant: str = Field(min_length=1, max_length=128)
+    region: str | None = None
+
+
+class TenantUpsert(_Body):
     region: str | None = None
 
 
@@ -135,6 +140,25 @@ async def list_tenants(request: Request, gw: Gateway) -> Response:
     ]
     cfg = [{"name": n, "region": t.region, "source": "config"} for n, t in gw.config.tenants.items()]
     return _json({"data": db + cfg})
+
+
+async def upsert_tenant(request: Request, gw: Gateway) -> Response:
+    """
+    summary: Create a tenant or change its region (an ISO 3166-1 alpha-2 code, EU or EEA)
+    responses: {200: {description: "the tenant"}, 400: {description: "bad name or region"}}
+    """
+    body = await _parse(request, TenantUpsert)
+    name = request.path_params["name"]
+    try:
+        region = check_region(body.region)
+        t = await asyncio.to_thread(_storage(request).keys.upsert_tenant, name, region, actor=ACTOR)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param="region") from exc
+    note = None
+    cfg = gw.config.tenants.get(name)
+    if cfg is not None and cfg.region and cfg.region != region:
+        note = f"the config sets region {cfg.region} for this tenant, and the config wins"
+    return _json({"name": t.name, "region": t.region, "created_at": t.created_at, "note": note})
 
 
 async def list_keys(request: Request, gw: Gateway) -> Response:
@@ -289,6 +313,7 @@ async def audit(request: Request, gw: Gateway) -> Response:
 def admin_routes() -> list[BaseRoute]:
     table = [
         ("/admin/tenants", list_tenants, ["GET"]),
+        ("/admin/tenants/{name}", upsert_tenant, ["PUT"]),
         ("/admin/keys", list_keys, ["GET"]),
         ("/admin/keys", create_key, ["POST"]),
         ("/admin/keys/{key_id}", revoke_key, ["DELETE"]),

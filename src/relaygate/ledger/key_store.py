@@ -228,6 +228,31 @@ class KeyStore:
         with transaction(self._engine) as conn:
             return [KeyRecord(*row) for row in conn.execute(stmt)]
 
+    def upsert_tenant(self, name: str, region: str | None, *, actor: str = "unknown") -> TenantRecord:
+        """Create tenant ``name`` or change its region; a ``tenant.upsert`` audit event commits
+        with it (``region_changed_from`` when it moved). Raises ``ValueError`` for a bad name."""
+        if not name or len(name) > _MAX_TENANT_CHARS or name != name.strip():
+            raise ValueError(f"tenant must be 1-{_MAX_TENANT_CHARS} chars without surrounding spaces")
+        now = datetime.now(UTC)
+        with transaction(self._engine, write=True) as conn:
+            current = conn.execute(
+                sa.select(tenants.c.region, tenants.c.created_at).where(tenants.c.name == name)
+            ).first()
+            details: dict[str, str | None] = {"region": region}
+            if current is None:
+                conn.execute(tenants.insert().values(name=name, region=region, created_at=now))
+                created = now
+            else:
+                created = current.created_at
+                if current.region != region:
+                    details["region_changed_from"] = current.region
+                    conn.execute(tenants.update().where(tenants.c.name == name).values(region=region))
+            append_event(conn, "tenant.upsert", actor, name, details, now=now)
+        with self._lock:  # cached key lookups carry the tenant's region
+            self._cache.clear()
+            self._generation += 1
+        return TenantRecord(name, region, created)
+
     def list_tenants(self) -> list[TenantRecord]:
         """All tenants, by name."""
         stmt = sa.select(tenants.c.name, tenants.c.region, tenants.c.created_at).order_by(tenants.c.name)
