@@ -1,8 +1,11 @@
 """``relaygate eval``: run a suite against routes, decide whether a candidate can replace the
 incumbent, write the reports, import public suites, replay captured traffic.
 
-Tables and JSON go to standard output, progress and messages to standard error. Exit codes of
-``run`` and ``verdict``: 0 PASS (or no verdict asked for), 1 FAIL, 2 bad argument, suite or
+Tables and JSON go to standard output, progress and messages to standard error. ``run`` and
+``compare`` print the decision first (one verdict per candidate, then each metric with its
+confidence intervals), then the per-target evidence, and write report.json, junit.xml,
+report.html and manifest.json (SHA-256 of the others). Exit codes of ``run``, ``compare`` and
+``verdict``: 0 PASS (or no verdict asked for), 1 FAIL, 2 bad argument, suite or
 config, 3 INCONCLUSIVE, 4 database error, 130 interrupted (resume with ``--run-id``).
 """
 
@@ -171,9 +174,9 @@ def _finish(summary: RunSummary, out: Path | None, segment_by: str | None) -> No
             err.print(f"[yellow]no verdict:[/yellow] {exc}", soft_wrap=True)
     paths = write_reports(out or Path("eval-reports") / summary.run_id, summary, verdicts, incumbent)
     vd = verdict_dicts(verdicts)
-    _print_targets(target_figures(summary), summary)
-    for candidate, v in vd.items():
+    for candidate, v in vd.items():  # the decision first, then the evidence
         _print_verdict(candidate, incumbent, v)
+    _print_targets(target_figures(summary), summary)
     note = " (cost ceiling reached)" if summary.stopped_by_ceiling else ""
     for problem in summary.grader_errors[:5]:
         err.print(
@@ -196,6 +199,13 @@ def _finish(summary: RunSummary, out: Path | None, segment_by: str | None) -> No
 
 def _num(value: Any, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def _with_ci(stat: Mapping[str, Any], key: str, fmt: str) -> str:
+    """``value [lo, hi]`` of a summary or difference dict; ``-`` when there is none."""
+    if not stat:
+        return "-"
+    return f"{_num(stat.get(key), fmt)} [{_num(stat.get('lo'), '.4g')}, {_num(stat.get('hi'), '.4g')}]"
 
 
 def _print_targets(figures: Mapping[str, Mapping[str, Any]], summary: RunSummary) -> None:
@@ -224,8 +234,8 @@ def _print_verdict(candidate: str, incumbent: str, v: Mapping[str, Any]) -> None
     for header in (
         "metric",
         "verdict",
-        "incumbent",
-        "candidate",
+        "incumbent [CI]",
+        "candidate [CI]",
         "diff (+ = better) [CI]",
         "margin",
         "n more",
@@ -233,13 +243,12 @@ def _print_verdict(candidate: str, incumbent: str, v: Mapping[str, Any]) -> None
         table.add_column(header)
     for m in v.get("metrics") or []:
         d, inc, cand = m.get("diff") or {}, m.get("incumbent") or {}, m.get("candidate") or {}
-        ci = f"{_num(d.get('mean_diff'), '+.4g')} [{_num(d.get('lo'), '.4g')}, {_num(d.get('hi'), '.4g')}]"
         table.add_row(
             str(m.get("metric")),
             str(m.get("status")),
-            _num(inc.get("mean"), ".4g"),
-            _num(cand.get("mean"), ".4g"),
-            ci if d else "-",
+            _with_ci(inc, "mean", ".4g"),
+            _with_ci(cand, "mean", ".4g"),
+            _with_ci(d, "mean_diff", "+.4g"),
             f"{m.get('delta')} ({m.get('better')})",
             _num(m.get("n_more"), "d"),
         )
@@ -334,6 +343,67 @@ def report_cmd(
     paths = write_reports(out, summary, verdicts, inc)
     for path in paths.values():
         typer.echo(str(path))
+
+
+@app.command("compare")
+def compare_cmd(
+    run_id: Annotated[str, typer.Option("--run-id", help="the stored run")],
+    incumbent: Annotated[str, typer.Option("--incumbent", help="target that serves today")],
+    candidate: Annotated[list[str], typer.Option("--candidate", help="target that would replace it; repeat")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="report folder (default ./eval-reports/RUN_ID)")
+    ] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    segment_by: Annotated[
+        str | None, typer.Option("--segment-by", help="tag key for per-segment results")
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Compare each CANDIDATE with INCUMBENT on a stored run: print the verdicts first, then the
+    evidence, and write report.json, junit.xml, report.html and manifest.json.
+
+    Exit: the worst verdict, 0 PASS, 1 FAIL, 3 INCONCLUSIVE; 2 bad arguments, 4 database error."""
+    from relaygate.evals.report import (
+        compute_verdicts,
+        overall_of,
+        target_figures,
+        verdict_dicts,
+        write_reports,
+    )
+
+    _check_format(fmt)
+    candidates = list(dict.fromkeys(candidate))
+    if incumbent in candidates:
+        raise _fail(f"{incumbent!r} is the incumbent; a candidate must be another target")
+    summary = _load_summary(db, config, run_id)
+    try:
+        verdicts = compute_verdicts(summary, incumbent, candidates, segments_by=segment_by or "auto")
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        paths = write_reports(out or Path("eval-reports") / run_id, summary, verdicts, incumbent)
+    except OSError as exc:
+        raise _fail(f"cannot write the reports: {exc}") from None
+    vd = verdict_dicts(verdicts)
+    overall = overall_of(vd) or "INCONCLUSIVE"
+    if fmt == "json":
+        doc = {
+            "run_id": run_id,
+            "suite": summary.suite,
+            "incumbent": incumbent,
+            "overall": overall,
+            "verdicts": vd,
+            "targets": target_figures(summary),
+            "reports": {name: str(path) for name, path in paths.items()},
+        }
+        typer.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        for name, v in vd.items():
+            _print_verdict(name, incumbent, v)
+        _print_targets(target_figures(summary), summary)
+        err.print(f"overall: {overall}; reports in {paths['report.html'].parent}", soft_wrap=True)
+    raise typer.Exit(EXIT_CODES.get(overall, 3))
 
 
 @app.command("import")
