@@ -119,7 +119,14 @@ def create_app(
                 sink = sink or storage.writer
                 lookup = lookup or storage.keys
             monitor = CutoffMonitor(config.cutoffs, storage.cutoffs if storage else None)
-            gw = Gateway(config, ledger=sink, keys=lookup, cutoffs=monitor)
+            gw = Gateway(
+                config,
+                ledger=sink,
+                payloads=storage.payload_writer if storage else None,
+                payload_store=storage.payloads if storage else None,
+                keys=lookup,
+                cutoffs=monitor,
+            )
             await gw.start()
             stack.push_async_callback(gw.close)
             app.state.gateway = gw

@@ -9,16 +9,21 @@ failover loop over the allowed candidates, price and record the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+import orjson
 
 from relaygate.api.auth import KeyLookup, Principal
 from relaygate.config.schema import Config, DeploymentConfig
 from relaygate.errors import AllCandidatesFailedError, ErrorClass, PermissionDeniedError, UpstreamError
+from relaygate.ledger.payload_store import PayloadRecord, PayloadStore
 from relaygate.ledger.pricing import cost_usd
 from relaygate.ledger.records import UsageRecord
 from relaygate.observability.metrics import Metrics
@@ -38,13 +43,20 @@ from relaygate.routing.router import Served
 from relaygate.runtime import Runtime, build_runtime
 from relaygate.state.cutoffs import CutoffMonitor
 
-__all__ = ["Gateway", "LedgerSink", "Plan", "PolicyDeniedError"]
+__all__ = ["Gateway", "LedgerSink", "PayloadWriter", "Plan", "PolicyDeniedError"]
 
 log = logging.getLogger("relaygate")
 
 
 class LedgerSink(Protocol):
     async def submit(self, record: UsageRecord) -> None: ...
+
+
+class PayloadWriter(Protocol):
+    async def submit(self, record: PayloadRecord) -> None: ...
+
+
+PRUNE_INTERVAL_S = 3600.0
 
 
 class PolicyDeniedError(PermissionDeniedError):
@@ -74,6 +86,8 @@ class Gateway:
         config: Config,
         *,
         ledger: LedgerSink | None = None,
+        payloads: PayloadWriter | None = None,
+        payload_store: PayloadStore | None = None,
         keys: KeyLookup | None = None,
         providers: dict[str, Provider] | None = None,
         cutoffs: CutoffMonitor | None = None,
@@ -81,6 +95,9 @@ class Gateway:
         rng: random.Random | None = None,
     ) -> None:
         self.ledger = ledger
+        self.payloads = payloads  # captured request payloads (opt-in), written off the request path
+        self.payload_store = payload_store  # for pruning past capture.retention_days
+        self._prune_task: asyncio.Task[None] | None = None
         self.keys = keys
         self.metrics = Metrics()
         self.cutoffs = cutoffs or CutoffMonitor(config.cutoffs, None)
@@ -97,8 +114,15 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.gather(*(p.start() for p in self.runtime.providers.values()))
         await self.cutoffs.start(self.probe)
+        if self.payload_store is not None:
+            self._prune_task = asyncio.create_task(self._prune_loop(), name="relaygate-payload-prune")
 
     async def close(self) -> None:
+        if self._prune_task is not None:
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
+            self._prune_task = None
         await self.cutoffs.close()
         await asyncio.gather(*(p.close() for p in self.runtime.providers.values()), return_exceptions=True)
 
@@ -228,6 +252,59 @@ class Gateway:
         if self.ledger is not None:
             await self.ledger.submit(rec)
 
+    @staticmethod
+    def wants_capture(config: Config, route: str | None, tenant: str | None) -> bool:
+        """Whether this request's payload is kept: its route or its tenant opted in."""
+        r = config.routes.get(route) if route is not None else None
+        t = config.tenants.get(tenant) if tenant is not None else None
+        return bool((r is not None and r.capture) or (t is not None and t.capture))
+
+    async def capture(
+        self, config: Config, rec: UsageRecord, req: ChatRequest, body: bytes | None = None
+    ) -> None:
+        """Keep the routed request (and the answer's text from the ``chat.completion`` ``body``;
+        None for streams) when the route or tenant opted in. Queued for the payload writer, so
+        the database is never waited on here; a failure is logged, never raised."""
+        if (
+            self.payloads is None
+            or rec.route is None
+            or not self.wants_capture(config, rec.route, rec.tenant)
+        ):
+            return
+        row = PayloadRecord(
+            request_id=rec.request_id,
+            ts=rec.ts,
+            route=rec.route,
+            endpoint=rec.endpoint,
+            request=req.data,
+            tenant=rec.tenant,
+            tenant_region=rec.tenant_region,
+            data_class=rec.data_class,
+            output=_answer_text(body) if body is not None else None,
+            served_deployment=rec.served_deployment,
+        )
+        try:
+            await self.payloads.submit(row)
+        except Exception:  # capture must never fail a request
+            log.exception("payload capture of %s failed", rec.request_id)
+
+    async def prune_payloads(self) -> int:
+        """Delete captured payloads older than ``capture.retention_days``; returns how many."""
+        if self.payload_store is None:
+            return 0
+        cutoff = datetime.now(UTC) - timedelta(days=self.config.capture.retention_days)
+        return await asyncio.to_thread(self.payload_store.prune, cutoff)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                n = await self.prune_payloads()
+                if n:
+                    log.info("pruned %d captured payloads past retention", n)
+            except Exception:
+                log.exception("payload pruning failed; retrying in %.0f s", PRUNE_INTERVAL_S)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
     def refresh_gauges(self) -> None:
         for did, state in self.runtime.router.breakers.states().items():
             self.metrics.breaker_open.labels(did).set(0 if state == "closed" else 1)
@@ -242,6 +319,18 @@ class Gateway:
             value = getattr(writer, attr, None)
             if isinstance(value, int):
                 gauge.set(value)
+
+
+def _answer_text(body: bytes) -> str | None:
+    """The first choice's message text of a ``chat.completion`` body (None if it has none)."""
+    try:
+        doc = orjson.loads(body)
+        content = doc["choices"][0]["message"].get("content")
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+    if isinstance(content, list):  # content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else None
 
 
 async def _close_all(providers: list[Provider]) -> None:

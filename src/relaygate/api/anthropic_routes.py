@@ -109,11 +109,13 @@ async def messages(request: Request) -> Response | SSEResponse:
                 rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
         if req.stream:
             opened = await gw.open_stream(rt, plan, req, served)
-            finalize = finalizer(gw, rec, served, opened, t0)
+            finalize = finalizer(gw, rec, served, opened, t0, req)
             return SSEResponse(_events(opened, rec, body["model"]), _headers(rec, served, plan), finalize)
         comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
+        if gw.payloads is not None:  # opt-in payload capture of the translated body
+            await gw.capture(rt.config, rec, req, comp.body)
         out = openai_response_to_anthropic(orjson.loads(comp.body), model=body["model"])
         return Response(orjson.dumps(out), 200, _headers(rec, served, plan), media_type=_JSON)
     except UpstreamError as err:

@@ -104,6 +104,8 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
         comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
+        if gw.payloads is not None:  # opt-in payload capture (queued, off the request path)
+            await gw.capture(rt.config, rec, req, comp.body)
         return Response(comp.body, 200, _headers(rec, served, plan), media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)
@@ -145,7 +147,7 @@ def _stream_response(
     t0: float,
     plan: Plan,
 ) -> SSEResponse:
-    finalize = finalizer(gw, rec, served, opened, t0)
+    finalize = finalizer(gw, rec, served, opened, t0, req)
 
     async def body() -> AsyncGenerator[bytes, None]:
         strip_usage = not req.include_usage  # the gateway asked for usage; the client did not

@@ -4,7 +4,8 @@
 first), one list per network chunk, and raises ``UpstreamError`` for an in-band error event
 or a stream that ends without a finish_reason or ``[DONE]``. Each edge (OpenAI, Anthropic)
 formats the events and renders the error its own way; ``finalizer`` records the one ledger
-row when the response ends, however it ends.
+row when the response ends, however it ends (and, where the route or tenant opted in, queues the
+captured payload of a complete stream, without the answer's text).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from relaygate.errors import ErrorClass, UpstreamError
 from relaygate.ledger.records import UsageRecord
 from relaygate.pipeline import Gateway
+from relaygate.protocols.openai import ChatRequest
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.protocols.sse import SSEEvent
 from relaygate.routing.attempts import OpenedStream, stream_error
@@ -53,7 +55,12 @@ async def upstream_batches(opened: OpenedStream) -> AsyncIterator[Batch]:
 
 
 def finalizer(
-    gw: Gateway, rec: UsageRecord, served: Served, opened: OpenedStream, t0: float
+    gw: Gateway,
+    rec: UsageRecord,
+    served: Served,
+    opened: OpenedStream,
+    t0: float,
+    req: ChatRequest | None = None,
 ) -> Callable[[bool], Awaitable[None]]:
     """The stream's end: release the upstream, fill usage/cost/completeness, record the row."""
     watch = opened.watch
@@ -74,5 +81,7 @@ def finalizer(
             rec.error_code = "client_disconnected"
         rec.latency_ms = (time.monotonic() - t0) * 1000
         await gw.record(rec)
+        if req is not None and gw.payloads is not None and rec.complete:
+            await gw.capture(gw.runtime.config, rec, req)
 
     return finalize

@@ -1,5 +1,6 @@
 """``relaygate eval``: run a suite against routes, decide whether a candidate can replace the
-incumbent, write the reports, import public suites, replay captured traffic.
+incumbent, write the reports, import public suites, replay captured traffic (from a JSONL file,
+or, as the top-level ``relaygate replay``, the payloads the ledger captured).
 
 Tables and JSON go to standard output, progress and messages to standard error. ``run`` and
 ``compare`` print the decision first (one verdict per candidate, then each metric with its
@@ -26,6 +27,7 @@ from relaygate.ledger.db import StorageError
 
 if TYPE_CHECKING:
     from relaygate.config.schema import Config
+    from relaygate.evals.replay import ReplayReport
     from relaygate.evals.store import RunSummary
     from relaygate.ledger.runtime import Storage
     from relaygate.pipeline import Gateway
@@ -447,7 +449,7 @@ def replay_cmd(
 ) -> None:
     """Replay captured requests against CANDIDATE; compare with the stored answers, label-free."""
     from relaygate.cli.main import _load
-    from relaygate.evals.replay import ReplayReport, load_capture, replay
+    from relaygate.evals.replay import load_capture, replay
 
     _check_format(fmt)
     if agreement not in ("similarity", "normalized"):
@@ -476,10 +478,14 @@ def replay_cmd(
         raise _fail(str(exc)) from None
     except StorageError as exc:
         raise _fail(f"database: {exc}", EXIT_STORAGE) from None
+    _print_replay(result, f"replay of {capture.name} against {candidate}", fmt)
+
+
+def _print_replay(result: ReplayReport, title: str, fmt: str) -> None:
     if fmt == "json":
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
-    table = Table(title=f"replay of {capture.name} against {candidate}")
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows: list[tuple[str, str]] = [
@@ -499,3 +505,62 @@ def replay_cmd(
     Console(highlight=False).print(table)
     for note in result.notes:
         err.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+
+
+def replay_ledger(
+    route: Annotated[str, typer.Option("--route", help="the route whose captured traffic to replay")],
+    candidate: Annotated[str, typer.Option("--candidate", help="route to replay against")],
+    since: Annotated[str, typer.Option("--since", help="how far back, e.g. 7d, 12h")] = "7d",
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="at most N payloads, oldest first")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=256)] = 4,
+    judge: Annotated[str | None, typer.Option("--judge", help="route for a pairwise preference")] = None,
+    agreement: Annotated[str, typer.Option("--agreement", help="similarity or normalized")] = "similarity",
+    threshold: Annotated[float, typer.Option("--threshold", help="cosine counted as agreement")] = 0.8,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Replay ROUTE's captured payloads (capture: true on the route or tenant) against CANDIDATE
+    through the gateway in process and compare with the stored answers, label-free. Payloads the
+    policy forbids for the candidate are skipped and counted."""
+    from datetime import UTC, datetime
+
+    from relaygate.cli.main import _load
+    from relaygate.durations import parse_duration
+    from relaygate.evals.replay import captures_from_payloads, replay
+
+    _check_format(fmt)
+    if agreement not in ("similarity", "normalized"):
+        raise typer.BadParameter("must be similarity or normalized", param_hint="'--agreement'")
+    try:
+        start = datetime.now(UTC) - parse_duration(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--since'") from None
+    cfg, _source = _load(config)
+
+    async def go() -> tuple[int, ReplayReport]:
+        async with _gateway(cfg, db) as (gw, storage):
+            rows = await asyncio.to_thread(storage.payloads.since, route, start, limit=limit)
+            captures = captures_from_payloads(rows)
+            result = await replay(
+                captures,
+                candidate,
+                gateway=gw,
+                concurrency=concurrency,
+                agreement=agreement,
+                threshold=threshold,
+                judge_route=judge,
+            )
+            return len(rows), result
+
+    try:
+        found, result = asyncio.run(go())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    except StorageError as exc:
+        raise _fail(f"database: {exc}", EXIT_STORAGE) from None
+    if found == 0:
+        err.print(f"no captured payloads for route {route!r} since {since} (is capture on?)", soft_wrap=True)
+    _print_replay(result, f"replay of {route} (since {since}) against {candidate}", fmt)

@@ -42,6 +42,11 @@ app.command("usage", help="Usage ledger summary, e.g. `relaygate usage --since 1
     usage_cmd.usage
 )
 app.command("drill", help=drill_cmd.HELP)(drill_cmd.drill)
+app.command(
+    "replay",
+    help="Replay a route's captured traffic against a candidate, e.g. "
+    "`relaygate replay --route gpt-4o --since 7d --candidate mistral`.",
+)(eval_cmd.replay_ledger)
 
 err = Console(stderr=True)
 

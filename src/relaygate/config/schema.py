@@ -196,6 +196,7 @@ class RouteConfig(_Strict):
     strategy: Literal["priority", "weighted"] = "priority"
     deployments: list[DeploymentConfig] = Field(min_length=1)
     retry: RetryConfig | None = None
+    capture: bool = Field(False, description="keep request payloads for replay (see CaptureConfig)")
 
 
 class TenantKey(_Strict):
@@ -232,6 +233,7 @@ class TenantConfig(TenantPolicy):
 
     keys: list[TenantKey] = Field(default_factory=list)
     allowed_routes: list[str] | None = Field(None, description="None: every route")
+    capture: bool = Field(False, description="keep this tenant's request payloads for replay")
 
 
 class AuthConfig(_Strict):
@@ -277,6 +279,14 @@ class StorageConfig(_Strict):
     url: str | None = None
 
 
+class CaptureConfig(_Strict):
+    """Payload capture for ``relaygate replay``: opt-in per route (``routes.R.capture``) or per
+    tenant (``tenants.T.capture``); a request is kept when either opts in. Kept payloads are
+    deleted after ``retention_days`` (at start-up and hourly)."""
+
+    retention_days: float = Field(7.0, gt=0)
+
+
 class Config(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
@@ -289,6 +299,7 @@ class Config(_Strict):
     policy: PolicyConfig = PolicyConfig()
     admin: AdminConfig = AdminConfig()
     cutoffs: CutoffConfig = CutoffConfig()
+    capture: CaptureConfig = CaptureConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:

@@ -2,7 +2,8 @@
 without labels: agreement (embedding similarity, else normalised match), pairwise judge
 preference (when a judge route is given), JSON and tool-call validity, refusals, latency, cost.
 
-Input: a JSONL capture, one request per line (the gateway does not store prompts yet)::
+Input: the payloads the ledger captured (``captures_from_payloads``; capture is opt-in per route
+or tenant, see ``relaygate.ledger.payload_store``), or a JSONL capture, one request per line::
 
     {"request": {"model": "gpt-4o", "messages": [...], ...},   # an OpenAI chat body
      "tenant": "acme", "region": "EU", "data_class": "personal",
@@ -35,7 +36,14 @@ from relaygate.pipeline import Gateway, PolicyDeniedError
 from relaygate.policy import DATA_CLASS_HEADER
 from relaygate.protocols.openai import parse_chat_request
 
-__all__ = ["CapturedRequest", "ReplayItem", "ReplayReport", "load_capture", "replay"]
+__all__ = [
+    "CapturedRequest",
+    "ReplayItem",
+    "ReplayReport",
+    "captures_from_payloads",
+    "load_capture",
+    "replay",
+]
 
 _META = ("tenant", "region", "data_class", "response", "output", "latency_ms", "cost_usd", "request_id")
 
@@ -97,6 +105,32 @@ def load_capture(path: str | Path) -> list[CapturedRequest]:
                 _float(doc.get("latency_ms")),
                 _float(doc.get("cost_usd")),
                 doc.get("request_id"),
+            )
+        )
+    return out
+
+
+def captures_from_payloads(rows: Iterable[Any]) -> list[CapturedRequest]:
+    """Captured requests from ledger payloads (``PayloadRecord``s, oldest first): numbered from 1
+    in ``line``; a row without a non-empty ``messages`` list is left out. A captured stream is
+    replayed as a plain request (its ``stream_options`` dropped; it has no stored answer)."""
+    out: list[CapturedRequest] = []
+    for row in rows:
+        body = row.request
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            continue
+        body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        out.append(
+            CapturedRequest(
+                len(out) + 1,
+                body,
+                row.tenant or EVAL_TENANT,
+                row.tenant_region,
+                row.data_class,
+                _completion(row.output) if row.output is not None else None,
+                _float(row.latency_ms),
+                _float(row.cost_usd),
+                row.request_id,
             )
         )
     return out

@@ -1,7 +1,8 @@
-"""Open the gateway's storage for one process lifetime: database, key store, ledger writer.
+"""Open the gateway's storage for one process lifetime: database, key store, ledger writers.
 
-``async with open_storage(url) as storage`` migrates the database to head, starts the
-batched writer, and on exit flushes every pending ledger row before disposing the engine.
+``async with open_storage(url) as storage`` migrates the database to head, starts the batched
+writers (usage rows; captured payloads), and on exit flushes every pending row before disposing
+the engine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from relaygate.ledger.audit import AuditLog
 from relaygate.ledger.cutoff_store import CutoffStore
 from relaygate.ledger.key_store import KeyStore
 from relaygate.ledger.migrate import open_database
+from relaygate.ledger.payload_store import PayloadRecord, PayloadSink, PayloadStore
+from relaygate.ledger.records import UsageRecord
 from relaygate.ledger.usage_store import UsageStore
 from relaygate.ledger.writer import LedgerWriter
 
@@ -28,9 +31,11 @@ class Storage:
     engine: sa.Engine
     usage: UsageStore
     keys: KeyStore
-    writer: LedgerWriter
+    writer: LedgerWriter[UsageRecord]
     audit: AuditLog
     cutoffs: CutoffStore
+    payloads: PayloadStore
+    payload_writer: LedgerWriter[PayloadRecord]
 
 
 @contextlib.asynccontextmanager
@@ -43,10 +48,23 @@ async def open_storage(url: str | None = None) -> AsyncIterator[Storage]:
     try:
         usage = UsageStore(engine)
         writer = LedgerWriter(usage)
+        payloads = PayloadStore(engine)
+        payload_writer = LedgerWriter(PayloadSink(payloads))
         await writer.start()
+        await payload_writer.start()
         try:
-            yield Storage(engine, usage, KeyStore(engine), writer, AuditLog(engine), CutoffStore(engine))
+            yield Storage(
+                engine,
+                usage,
+                KeyStore(engine),
+                writer,
+                AuditLog(engine),
+                CutoffStore(engine),
+                payloads,
+                payload_writer,
+            )
         finally:
+            await payload_writer.close()
             await writer.close()
     finally:
         await asyncio.to_thread(engine.dispose)

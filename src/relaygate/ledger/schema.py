@@ -24,6 +24,7 @@ __all__ = [
     "eval_results",
     "eval_runs",
     "metadata",
+    "payloads",
     "tenants",
     "usage",
     "virtual_keys",
@@ -230,4 +231,23 @@ eval_cache = sa.Table(
     sa.Column("cost_usd", sa.Float(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ix_eval_cache_target", "target"),
+)
+
+# Added by 0004: request payloads kept for ``relaygate replay`` (opt-in per route or tenant,
+# pruned after ``capture.retention_days``); ``request_id`` is the usage row's.
+payloads = sa.Table(
+    "payloads",
+    metadata,
+    sa.Column("request_id", sa.String(), primary_key=True),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("tenant", sa.String(), nullable=True),
+    sa.Column("tenant_region", sa.String(), nullable=True),
+    sa.Column("data_class", sa.String(), nullable=True),
+    sa.Column("route", sa.String(), nullable=False),
+    sa.Column("endpoint", sa.String(), nullable=False),
+    sa.Column("request", _json(), nullable=False),  # the OpenAI-shaped chat body that was routed
+    sa.Column("output", sa.String(), nullable=True),  # the answer's text; None for streams
+    sa.Column("served_deployment", sa.String(), nullable=True),
+    sa.Index("ix_payloads_route_ts", "route", "ts"),
+    sa.Index("ix_payloads_ts", "ts"),
 )

@@ -1,4 +1,4 @@
-"""Batched, off-the-hot-path writing of usage rows.
+"""Batched, off-the-hot-path writing of usage rows (and, with another sink, captured payloads).
 
 Requests ``await writer.submit(record)``; one background task gathers rows into batches (up to
 ``batch_size`` rows or ``flush_interval_s`` after the first) and inserts each batch in a worker
@@ -13,25 +13,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from relaygate.ledger.db import StorageError
-from relaygate.ledger.records import UsageRecord
 
 __all__ = ["LedgerWriter", "UsageSink"]
 
 logger = logging.getLogger(__name__)
 
+R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
 
-class UsageSink(Protocol):
+
+class UsageSink(Protocol[R_contra]):
     """Where batches go: ``UsageStore`` or a test double. Called from a worker thread; must
     write all rows or raise (``StorageError`` with ``transient=True`` means "retry later").
     """
 
-    def insert_usage(self, rows: Sequence[UsageRecord]) -> None: ...
+    def insert_usage(self, rows: Sequence[R_contra]) -> None: ...
 
 
-class LedgerWriter:
+class LedgerWriter(Generic[R]):
     """Queue + batching task in front of a ``UsageSink``; use from one event loop.
 
     Counters (rows): ``written``; ``pending`` (submitted, not yet written or given up);
@@ -42,7 +44,7 @@ class LedgerWriter:
 
     def __init__(
         self,
-        sink: UsageSink,
+        sink: UsageSink[R],
         *,
         max_queue: int = 10_000,
         batch_size: int = 500,
@@ -56,7 +58,7 @@ class LedgerWriter:
         self._flush_interval_s = flush_interval_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._queue: asyncio.Queue[UsageRecord | None] | None = None
+        self._queue: asyncio.Queue[R | None] | None = None
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
@@ -102,7 +104,7 @@ class LedgerWriter:
         self._progress = asyncio.Condition()
         self._task = asyncio.create_task(self._run(), name="relaygate-ledger-writer")
 
-    async def submit(self, record: UsageRecord) -> None:
+    async def submit(self, record: R) -> None:
         """Enqueue ``record``; waits while the queue is full. Raises ``RuntimeError`` if the
         writer is not started or is closing.
         """
@@ -112,7 +114,7 @@ class LedgerWriter:
         self._submitted += 1
         if self._abandoned:  # was waiting for room when close() gave up
             self._dropped += 1
-            logger.error("ledger writer closed: usage row %s dropped", record.request_id)
+            logger.error("ledger writer closed: row %s dropped", getattr(record, "request_id", "?"))
             return
         # A full batch is waiting, or the queue is full and submitters are blocked: write now.
         if self._queue.qsize() >= min(self._batch_size, self._max_queue):
@@ -184,7 +186,7 @@ class LedgerWriter:
         finally:
             await self._notify()
 
-    async def _fill(self, batch: list[UsageRecord]) -> bool:
+    async def _fill(self, batch: list[R]) -> bool:
         """Add queued rows to ``batch`` until it is full, the interval since the first row has
         passed, or a flush/close wants it now. Returns True when the close marker was taken.
         """
@@ -209,7 +211,7 @@ class LedgerWriter:
                 async with asyncio.timeout(remaining):
                     await self._wake.wait()
 
-    async def _write(self, batch: list[UsageRecord]) -> None:
+    async def _write(self, batch: list[R]) -> None:
         """Insert ``batch``, retrying transient failures with exponential backoff until it lands.
 
         If the database refuses the batch for its data, each row is retried alone so that one
@@ -241,7 +243,7 @@ class LedgerWriter:
                 self._written += len(batch)
                 return
 
-    async def _write_alone(self, batch: list[UsageRecord], cause: BaseException) -> None:
+    async def _write_alone(self, batch: list[R], cause: BaseException) -> None:
         if len(batch) > 1:
             for record in batch:
                 await self._write([record])
