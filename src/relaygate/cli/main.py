@@ -170,7 +170,9 @@ def serve(
 def sim(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8900,
-    scenario: Annotated[Path | None, typer.Option(help="scenario YAML (see README 'Simulator')")] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="scenario YAML (see README 'Provider simulator')")
+    ] = None,
 ) -> None:
     """Run the provider simulator: an OpenAI-compatible server scripted to be slow, fail or cut streams."""
     from relaygate.sim.cli import sim_command
@@ -185,4 +187,7 @@ def version() -> None:
 
 
 def main() -> None:
+    # Help screens and tables sent to a pipe or a CI log would be cut at 80 columns.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("COLUMNS", "120")
     app()
