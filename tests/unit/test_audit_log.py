@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,38 +21,7 @@ from relaygate.ledger.db import create_db_engine
 from relaygate.ledger.migrate import open_database
 from relaygate.ledger.schema import audit_events
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty database URL: a temp SQLite file, or a throw-away PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'relaygate.db'}"
-        return
-    pytest.importorskip("psycopg")
-    schema = f"rg_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    eng = open_database(db_url)
-    yield eng
-    eng.dispose()
 
 
 def fill(log: AuditLog, n: int = 8) -> None:

@@ -4,11 +4,8 @@ database in place on SQLite and (when reachable) PostgreSQL, and the new usage c
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -22,31 +19,7 @@ from relaygate.ledger.records import AttemptRecord, UsageRecord
 from relaygate.ledger.schema import metadata
 from relaygate.ledger.usage_store import UsageStore
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TS = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty database URL: a temp SQLite file, or a throw-away PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'relaygate.db'}"
-        return
-    pytest.importorskip("psycopg")
-    schema = f"rg_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def run_alembic(url: str, direction: str, revision: str) -> None:

@@ -25,7 +25,6 @@ from relaygate.ledger.migrate import open_database
 from relaygate.ledger.records import UsageRecord
 from relaygate.pipeline import Gateway
 from relaygate.sim import SimHandle, run_sim_in_thread
-from tests.unit.test_ledger_store import db_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 
 REPLY = "Hello from the simulator."
 
@@ -416,7 +415,7 @@ async def test_a_run_id_belongs_to_one_suite(gateway: Gateway, engine: sa.Engine
     assert loaded.tags == {"c00": {"lang": "de"}}
 
 
-def test_store_and_cache_round_trip_on_every_backend(db_url: str) -> None:  # noqa: F811
+def test_store_and_cache_round_trip_on_every_backend(db_url: str) -> None:
     """SQLite and PostgreSQL (jsonb): a NUL in an answer must not poison the row."""
     from relaygate.evals.cache import CachedResponse
     from relaygate.evals.model import CaseResult, Score

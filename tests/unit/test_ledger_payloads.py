@@ -14,9 +14,7 @@ from relaygate.ledger.payload_store import PayloadRecord, PayloadStore
 from relaygate.ledger.records import UsageRecord
 from relaygate.ledger.schema import metadata
 from relaygate.ledger.usage_store import UsageStore
-from tests.unit.test_cutoff_migration import current_revision, db_url, run_alembic
-
-__all__ = ["db_url"]  # the fixture (SQLite, and PostgreSQL when reachable)
+from tests.unit.test_cutoff_migration import current_revision, run_alembic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,38 +18,7 @@ from relaygate.ledger.records import AttemptRecord, UsageRecord
 from relaygate.ledger.schema import metadata
 from relaygate.ledger.usage_store import UsageStore
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty database URL: a temp SQLite file, or a throw-away PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'relaygate.db'}"
-        return
-    pytest.importorskip("psycopg")
-    schema = f"rg_test_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[sa.Engine]:
-    eng = open_database(db_url)
-    yield eng
-    eng.dispose()
 
 
 def record(i: int = 0, **overrides: object) -> UsageRecord:
