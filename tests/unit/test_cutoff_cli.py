@@ -21,6 +21,7 @@ from relaygate.ledger.migrate import open_database
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("RELAYGATE_DB_URL", raising=False)
+    monkeypatch.delenv("RELAYGATE_CONFIG", raising=False)
     monkeypatch.setenv("RELAYGATE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path / "home"
@@ -139,9 +140,33 @@ def test_db_option(home: Path, tmp_path: Path) -> None:
     assert "openai" in run("list", "--db", explicit).stdout
 
 
-def test_database_failure_exits_1(home: Path) -> None:
+def test_config_storage_url_is_the_default_database(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--config`` (or $RELAYGATE_CONFIG) points the CLI at the database ``serve`` uses;
+    ``--db`` still wins."""
+    shared = tmp_path / "shared.db"
+    cfg = tmp_path / "relaygate.yaml"
+    cfg.write_text(f"storage:\n  url: sqlite:///{shared}\n")
+    assert run("set", "openai:CN", "--reason", "r", "--config", str(cfg)).exit_code == 0
+    assert shared.exists() and not (home / "relaygate.db").exists()
+    monkeypatch.setenv("RELAYGATE_CONFIG", str(cfg))
+    assert "openai" in run("list").stdout
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert "openai" not in run("list", "--db", other).stdout
+
+
+def test_bad_config_exits_2_naming_the_field(home: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "relaygate.yaml"
+    cfg.write_text("storage:\n  uri: sqlite://\n")
+    result = run("list", "--config", str(cfg))
+    assert result.exit_code == 2 and "config error" in result.stderr
+    assert "relaygate.yaml:2" in result.stderr and "uri" in result.stderr
+
+
+def test_database_failure_exits_4(home: Path) -> None:
     result = run("list", "--db", "nonsense://x")
-    assert result.exit_code == 1 and "database error" in result.stderr
+    assert result.exit_code == 4 and "database error" in result.stderr
 
 
 def test_registered_in_main_app(home: Path) -> None:

@@ -107,6 +107,6 @@ def test_unusable_database_is_a_one_line_error(home: Path, tmp_path: Path, url: 
         pytest.importorskip("psycopg")
     (tmp_path / "not-a-dir").write_text("file")
     result = CliRunner().invoke(app, ["list", "--db", url.format(tmp=tmp_path)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output
     assert "database error" in result.stderr
     assert result.stdout == ""

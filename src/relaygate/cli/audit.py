@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.common import DbOption, open_store, stderr
+from relaygate.cli.common import ConfigPathOption, DbOption, open_store, stderr
 from relaygate.durations import parse_duration
 from relaygate.ledger.audit import AuditEvent, AuditLog
 
@@ -27,8 +28,8 @@ app = typer.Typer(
 )
 
 
-def _audit_log(db: str | None) -> AbstractContextManager[AuditLog]:
-    return open_store(db, AuditLog)
+def _audit_log(db: str | None, config: Path | None) -> AbstractContextManager[AuditLog]:
+    return open_store(db, AuditLog, config)
 
 
 @app.command("list")
@@ -40,6 +41,7 @@ def list_events(
     limit: Annotated[int, typer.Option("--limit", min=1, help="at most this many (the newest)")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="JSON array on standard output")] = False,
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Audit events, oldest first (the newest --limit of those matching)."""
     start = None
@@ -48,7 +50,7 @@ def list_events(
             start = datetime.now(UTC) - parse_duration(since)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--since'") from None
-    with _audit_log(db) as log:
+    with _audit_log(db, config) as log:
         events = log.list(since=start, kind=kind, limit=limit)
     if as_json:
         typer.echo(json.dumps([_as_json(e) for e in events], indent=2))
@@ -73,6 +75,7 @@ def list_events(
 @app.command()
 def verify(
     db: DbOption = None,
+    config: ConfigPathOption = None,
     expect_head: Annotated[
         str | None,
         typer.Option(
@@ -83,7 +86,7 @@ def verify(
     ] = None,
 ) -> None:
     """Check the hash chain; exit 1 naming the first edited, missing or moved event."""
-    with _audit_log(db) as log:
+    with _audit_log(db, config) as log:
         result = log.verify()
         if result.ok and expect_head and result.head_hash != expect_head:
             known = any(e.hash == expect_head for e in log.list(limit=1_000_000))

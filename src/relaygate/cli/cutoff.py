@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.common import DbOption, cli_actor, open_store, stderr
+from relaygate.cli.common import ConfigPathOption, DbOption, cli_actor, open_store, stderr
 from relaygate.durations import parse_duration
 from relaygate.ledger.cutoff_store import Cutoff, CutoffStore, normalize_region
 
@@ -48,8 +49,8 @@ def parse_target(text: str) -> tuple[str, str]:
     return provider, normalize_region(region)
 
 
-def _cutoff_store(db: str | None) -> AbstractContextManager[CutoffStore]:
-    return open_store(db, CutoffStore)
+def _cutoff_store(db: str | None, config: Path | None) -> AbstractContextManager[CutoffStore]:
+    return open_store(db, CutoffStore, config)
 
 
 def _target(text: str) -> tuple[str, str]:
@@ -67,6 +68,7 @@ def set_cutoff(
         str | None, typer.Option("--expires", help="lift automatically after 30m, 2h, 1d ...")
     ] = None,
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Restrict a provider for a region (or everywhere); running gateways follow within seconds."""
     provider, region = _target(target)
@@ -78,7 +80,7 @@ def set_cutoff(
             expires_at = datetime.now(UTC) + parse_duration(expires)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--expires'") from None
-    with _cutoff_store(db) as store:
+    with _cutoff_store(db, config) as store:
         cutoff = store.set(provider, region, reason, "operator", expires_at, actor=cli_actor())
     until = f" until {_when(cutoff.expires_at)} UTC" if cutoff.expires_at else ""
     stderr().print(f"cut off {cutoff.target}{until}: {cutoff.reason}", soft_wrap=True)
@@ -89,10 +91,11 @@ def clear(
     target: TargetArg,
     reason: Annotated[str, typer.Option("--reason", help="why, for the audit log")] = "",
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Lift the cutoff for a provider and region; its history is kept."""
     provider, region = _target(target)
-    with _cutoff_store(db) as store:
+    with _cutoff_store(db, config) as store:
         cleared = store.clear(provider, region, actor=cli_actor(), reason=reason)
     if not cleared:
         stderr().print(f"[red]no active cutoff for {provider}:{region}[/red]")
@@ -105,9 +108,10 @@ def list_cutoffs(
     all_: Annotated[bool, typer.Option("--all", help="include cleared and expired cutoffs")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON array on standard output")] = False,
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Cutoffs in force (or, with --all, every cutoff ever set, newest first)."""
-    with _cutoff_store(db) as store:
+    with _cutoff_store(db, config) as store:
         rows = store.history() if all_ else store.active()
     if as_json:
         typer.echo(json.dumps([_as_json(c) for c in rows], indent=2))

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from relaygate.cli.common import DbOption, resolve_db, storage_exit
 from relaygate.cli.cutoff import parse_target
 from relaygate.durations import parse_duration
 from relaygate.evals.drill import NO_ALLOWED, DrillReport, GroupImpact, run_drill
@@ -55,12 +56,7 @@ def drill(
             "--config", "-c", help="relaygate.yaml; default: $RELAYGATE_CONFIG, else the embedded default"
         ),
     ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"
-        ),
-    ] = None,
+    db: DbOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Cutoff drill over config, policy and ledger; exit 3 when a route/region would have no deployment."""
@@ -83,7 +79,7 @@ def drill(
         raise typer.BadParameter(
             f"unknown provider {', '.join(map(repr, unknown))} (known: {known})", param_hint="'--cutoff'"
         )
-    traffic, active = _read_ledger(db, start)
+    traffic, active = _read_ledger(resolve_db(db, config), start)
     report = run_drill(cfg, compile_policy(cfg.policy), traffic, pairs, active=active)
     if fmt == "json":
         typer.echo(json.dumps(report.to_json(start), indent=2))
@@ -95,7 +91,7 @@ def drill(
 
 
 def _read_ledger(db: str | None, start: datetime) -> tuple[list[TrafficSummary], list[tuple[str, str]]]:
-    """Traffic since ``start`` and the (provider, region) cutoffs in force; exit 1 on a database error."""
+    """Traffic since ``start`` and the (provider, region) cutoffs in force; exit 4 on a database error."""
     try:
         engine = open_database(db)
         try:
@@ -104,8 +100,7 @@ def _read_ledger(db: str | None, start: datetime) -> tuple[list[TrafficSummary],
         finally:
             engine.dispose()
     except StorageError as exc:
-        Console(stderr=True, highlight=False).print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise storage_exit(exc) from None
     return traffic, active
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from relaygate.cli.common import DbOption, cli_actor, open_store, stderr
+from relaygate.cli.common import ConfigPathOption, DbOption, cli_actor, open_store, stderr
 from relaygate.ledger.key_store import KeyStore
 
 __all__ = ["app"]
@@ -22,8 +23,8 @@ __all__ = ["app"]
 app = typer.Typer(help="Create, list and revoke virtual keys.", no_args_is_help=True, add_completion=False)
 
 
-def _key_store(db: str | None) -> AbstractContextManager[KeyStore]:
-    return open_store(db, KeyStore)
+def _key_store(db: str | None, config: Path | None) -> AbstractContextManager[KeyStore]:
+    return open_store(db, KeyStore, config)
 
 
 @app.command()
@@ -33,9 +34,10 @@ def create(
         str | None, typer.Option("--region", help="region whose law applies to the tenant, e.g. EU, US, CN")
     ] = None,
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Create a key for a tenant and print it once; only its hash is stored."""
-    with _key_store(db) as store:
+    with _key_store(db, config) as store:
         try:
             key_id, plaintext = store.create_key(tenant, region, actor=cli_actor())
         except ValueError as exc:
@@ -52,9 +54,10 @@ def create(
 def list_keys(
     tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's keys")] = None,
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """List keys (id, tenant, region, first characters, created, revoked); never the key itself."""
-    with _key_store(db) as store:
+    with _key_store(db, config) as store:
         records = store.list_keys(tenant)
     if not records:
         stderr().print("no keys" + (f" for tenant {tenant}" if tenant else ""))
@@ -77,9 +80,10 @@ def list_keys(
 def revoke(
     key_id: Annotated[str, typer.Argument(help="key id as shown by `keys list`, e.g. key_ab12cd34")],
     db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Revoke a key. Gateways stop accepting it within seconds (their lookup cache TTL)."""
-    with _key_store(db) as store:
+    with _key_store(db, config) as store:
         revoked = store.revoke(key_id, actor=cli_actor())
     if not revoked:
         stderr().print(f"[red]no active key {key_id}[/red] (unknown or already revoked)")

@@ -1,7 +1,7 @@
 """``relaygate usage``: the usage ledger summed per tenant, route or deployment over a window.
 
 The table and the totals line go to standard output; errors go to standard error (exit 2 for a
-bad option, 1 for a database failure).
+bad option or config, 4 for a database failure).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.cli.common import ConfigPathOption, DbOption, resolve_db, storage_exit
 from relaygate.durations import parse_duration
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database
@@ -24,12 +25,8 @@ __all__ = ["parse_duration", "usage"]  # parse_duration re-exported for older im
 def usage(
     since: Annotated[str, typer.Option("--since", help="window back from now: 30m, 1h, 2d, 1w")] = "1h",
     by: Annotated[str, typer.Option("--by", help="group by: tenant, route or deployment")] = "tenant",
-    db: Annotated[
-        str | None,
-        typer.Option(
-            "--db", help="database URL; default: $RELAYGATE_DB_URL, else $RELAYGATE_HOME/relaygate.db"
-        ),
-    ] = None,
+    db: DbOption = None,
+    config: ConfigPathOption = None,
 ) -> None:
     """Requests, errors, tokens, cost and latency from the usage ledger, summed per group."""
     if by not in GROUP_BY:
@@ -40,14 +37,13 @@ def usage(
         raise typer.BadParameter(str(exc), param_hint="'--since'") from None
     start = datetime.now(UTC) - window
     try:
-        engine = open_database(db)
+        engine = open_database(resolve_db(db, config))
         try:
             rows = UsageStore(engine).query_usage(start, cast(GroupBy, by))
         finally:
             engine.dispose()
     except StorageError as exc:
-        Console(stderr=True, highlight=False).print(f"[red]database error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise storage_exit(exc) from None
     out = Console(highlight=False)
     if rows:
         out.print(_table(rows, by, start))
