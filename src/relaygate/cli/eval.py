@@ -1,5 +1,6 @@
 """``relaygate eval``: run a suite against routes, decide whether a candidate can replace the
-incumbent, write the reports, import public suites, replay captured traffic (from a JSONL file,
+incumbent, write the reports, publish a run's quality to a route's deployments
+(``cli/eval_publish.py``), import public suites, replay captured traffic (from a JSONL file,
 or, as the top-level ``relaygate replay``, the payloads the ledger captured).
 
 Tables and JSON go to standard output, progress and messages to standard error. ``run`` and
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from relaygate.cli.eval_publish import publish
 from relaygate.ledger.db import StorageError
 
 if TYPE_CHECKING:
@@ -564,3 +566,6 @@ def replay_ledger(
     if found == 0:
         err.print(f"no captured payloads for route {route!r} since {since} (is capture on?)", soft_wrap=True)
     _print_replay(result, f"replay of {route} (since {since}) against {candidate}", fmt)
+
+
+app.command("publish")(publish)

@@ -111,6 +111,8 @@ async def call_route(
             if plan is not None:
                 rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
                 rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
+                if plan.routing:
+                    rec.policy["routing"] = plan.routing
         comp = await gateway.complete(rt, plan, req, served)
         gateway.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason

@@ -17,6 +17,7 @@ from relaygate.config.policy_schema import DATA_CLASSES, DataClass
 from relaygate.config.schema import Config, DeploymentConfig, Price
 from relaygate.ledger.usage_store import TrafficSummary
 from relaygate.policy import Candidate, CompiledPolicy, Exclusion, RequestFacts, decide, provider_facts
+from relaygate.routing.strategies import cheapest_non_inferior
 
 __all__ = [
     "DEFAULT_TENANT",
@@ -159,7 +160,9 @@ def choose(
     """The deployment(s) of ``request.route`` that would serve ``request`` with ``cutoffs`` in force.
 
     Priority routes: the first allowed deployment in config order. Weighted routes: every allowed
-    deployment, shared by weight. ``candidates`` defaults to the route's, built as the gateway does.
+    deployment, shared by weight. ``cheapest_non_inferior`` routes: the strategy's first choice
+    among the allowed ones (published quality must already be merged into ``config``).
+    ``candidates`` defaults to the route's, built as the gateway does.
     """
     route = config.routes[request.route]
     cands = candidates if candidates is not None else _candidates(config)[request.route]
@@ -177,6 +180,10 @@ def choose(
         if decision.excluded:
             reason += f"; excluded {_excluded(decision.excluded)}"
         return Choice(f"weighted among {names}", tuple((d, d.weight / total) for d in allowed), reason)
+    if route.strategy == "cheapest_non_inferior":
+        ordering = cheapest_non_inferior(route.model_copy(update={"deployments": allowed}))
+        reason = ordering.reason + (f"; excluded {_excluded(decision.excluded)}" if decision.excluded else "")
+        return Choice(ordering.order[0].deployment_id, ((ordering.order[0], 1.0),), reason)
     first = allowed[0]
     ahead = {d.deployment_id for d in route.deployments[: route.deployments.index(first)]}
     skipped = [e for e in decision.excluded if e.deployment_id in ahead]

@@ -9,6 +9,13 @@ preference counts only when both orders agree; otherwise the result is a tie.
 
 Templates are ``str.format`` strings over ``question``, ``answer`` (``answer_a``/``answer_b``),
 ``reference`` (alias ``ref_answer_1``) and ``rubric``; unknown fields are a load-time error.
+
+Later turns of a multi-turn case (``evals/turns.py``) are judged, as MT-Bench does, on the whole
+conversation with the focus on the last answer: ``judge`` then uses ``multi_turn_template`` and
+``multi_turn_system`` (the importer fills them from MT-Bench's ``single-v1-multi-turn`` /
+``single-math-v1-multi-turn`` prompts; default ``JUDGE_MULTI_TURN_*``), over ``question_1``,
+``answer_1`` (the first turn and the model's answer to it), ``question_2``, ``answer_2`` (this turn
+and the answer judged) and ``ref_answer_1``/``ref_answer_2`` (the per-turn references).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from relaygate.evals.model import Case, GraderSpec, Score
 
 __all__ = [
     "DEFAULT_RUBRIC",
+    "JUDGE_MULTI_TURN_SYSTEM",
+    "JUDGE_MULTI_TURN_TEMPLATE",
     "JUDGE_SYSTEM",
     "JUDGE_TEMPLATE",
     "PAIRWISE_SYSTEM",
@@ -41,10 +50,16 @@ __all__ = [
 ]
 
 PARAMS: dict[str, frozenset[str]] = {
-    "judge": frozenset({"rubric", "system", "template", "pass_threshold", "retries", "source"}),
+    "judge": frozenset(
+        {"rubric", "system", "template", "pass_threshold", "retries", "source"}
+        | {"multi_turn_system", "multi_turn_template"}
+    ),
     "pairwise": frozenset({"rubric", "system", "template", "retries", "source"}),
 }
-_FIELDS = frozenset({"question", "answer", "answer_a", "answer_b", "reference", "ref_answer_1", "rubric"})
+_FIELDS = frozenset(
+    {"question", "answer", "answer_a", "answer_b", "reference", "ref_answer_1", "rubric"}
+    | {"question_1", "answer_1", "question_2", "answer_2", "ref_answer_2"}
+)
 DEFAULT_RUBRIC = (
     "Consider the helpfulness, relevance, accuracy, depth, creativity and level of detail of the "
     "response. If a reference answer is given, compare with it and count mistakes against the response."
@@ -57,6 +72,18 @@ JUDGE_SYSTEM = (
 JUDGE_TEMPLATE = (
     "[Rubric]\n{rubric}\n\n[Question]\n{question}\n\n{reference_block}"
     "[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
+)
+JUDGE_MULTI_TURN_SYSTEM = (
+    "You are an impartial judge of an AI assistant's answers in a conversation. Judge the answer "
+    "to the second user question. Begin with a short explanation, be as objective as possible, "
+    'then rate that answer on a scale of 1 to 10 by strictly following this format: "[[rating]]", '
+    'for example: "Rating: [[5]]".'
+)
+JUDGE_MULTI_TURN_TEMPLATE = (
+    "[Rubric]\n{rubric}\n\n{reference_block}"
+    "<|The Start of Assistant A's Conversation with User|>\n\n### User:\n{question_1}\n\n"
+    "### Assistant A:\n{answer_1}\n\n### User:\n{question_2}\n\n### Assistant A:\n{answer_2}\n\n"
+    "<|The End of Assistant A's Conversation with User|>"
 )
 PAIRWISE_SYSTEM = (
     "You are an impartial judge comparing two AI assistants' answers to the same question. "
@@ -84,25 +111,28 @@ _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 
 
 def check_params(kind: str, params: dict[str, Any]) -> None:
-    template = params.get("template")
-    if template is not None:
-        if not isinstance(template, str):
-            raise GraderError(f"{kind}: 'template' must be a string")
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-        except ValueError as exc:
-            raise GraderError(f"{kind}: bad template: {exc}") from exc
-        unknown = names - _FIELDS - {"reference_block"}
-        if unknown:
-            raise GraderError(
-                f"{kind}: unknown template field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}"
-            )
+    for key in ("template", "multi_turn_template"):
+        _check_template(kind, key, params.get(key))
     threshold = params.get("pass_threshold")
     if threshold is not None and (not isinstance(threshold, int | float) or not 1 <= threshold <= 10):
         raise GraderError("judge: 'pass_threshold' must be a number from 1 to 10")
     retries = params.get("retries", 1)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 5:
         raise GraderError(f"{kind}: 'retries' must be a whole number from 0 to 5")
+
+
+def _check_template(kind: str, key: str, template: Any) -> None:
+    if template is None:
+        return
+    if not isinstance(template, str):
+        raise GraderError(f"{kind}: '{key}' must be a string")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise GraderError(f"{kind}: bad template: {exc}") from exc
+    unknown = names - _FIELDS - {"reference_block"}
+    if unknown:
+        raise GraderError(f"{kind}: unknown template field(s) {sorted(unknown)}; allowed: {sorted(_FIELDS)}")
 
 
 def parse_rating(text: str) -> float | None:
@@ -137,9 +167,32 @@ def _render(case: Case, spec: GraderSpec, template: str, **answers: str) -> str:
         "ref_answer_1": reference_text,
         "rubric": str(spec.params.get("rubric", DEFAULT_RUBRIC)),
         "reference_block": block,
+        **_turn_fields(case),
         **answers,
     }
     return template.format_map(fields)
+
+
+def _turn_fields(case: Case) -> dict[str, str]:
+    """``question_1``/``answer_1`` (the first turn and the model's answer to it), ``question_2``
+    (this turn), ``ref_answer_1``/``ref_answer_2`` (per-turn references) of a later turn."""
+    meta = case.meta if isinstance(case.meta, dict) else {}
+    if not isinstance(meta.get("turn"), int) or meta["turn"] < 2:
+        return {"question_1": "", "answer_1": "", "question_2": "", "ref_answer_2": ""}
+    turns, answers, refs = meta.get("turns") or [""], meta.get("answers") or [""], meta.get("reference")
+    refs = refs if isinstance(refs, list) else []
+    return {
+        "question_1": str(turns[0]),
+        "answer_1": str(answers[0]),
+        "question_2": last_user_text(case),
+        "ref_answer_1": str(refs[0]) if refs else "",
+        "ref_answer_2": str(refs[meta["turn"] - 1]) if len(refs) >= meta["turn"] else "",
+    }
+
+
+def _is_later_turn(case: Case) -> bool:
+    turn = case.meta.get("turn") if isinstance(case.meta, dict) else None
+    return isinstance(turn, int) and turn >= 2
 
 
 async def _ask(call: JudgeCall, system: str, prompt: str, retries: int, parse: Any) -> tuple[Any, str]:
@@ -171,12 +224,17 @@ async def grade_judge(
     case: Case, response: dict[str, Any], spec: GraderSpec, ctx: GradeContext | None
 ) -> Score:
     """``value``: (rating - 1) / 9, so 1 -> 0.0 and 10 -> 1.0; the raw rating is in the detail.
-    With ``pass_threshold`` (1-10), ``passed`` says whether the rating reached it."""
+    With ``pass_threshold`` (1-10), ``passed`` says whether the rating reached it. A later turn of
+    a multi-turn case is judged with the two-turn template (module docstring)."""
     call = _judge_call(ctx, "judge")
-    prompt = _render(
-        case, spec, str(spec.params.get("template", JUDGE_TEMPLATE)), answer=answer_text(response)
-    )
-    system = str(spec.params.get("system", JUDGE_SYSTEM))
+    answer = answer_text(response)
+    if _is_later_turn(case):
+        template = str(spec.params.get("multi_turn_template", JUDGE_MULTI_TURN_TEMPLATE))
+        system = str(spec.params.get("multi_turn_system", JUDGE_MULTI_TURN_SYSTEM))
+    else:
+        template = str(spec.params.get("template", JUDGE_TEMPLATE))
+        system = str(spec.params.get("system", JUDGE_SYSTEM))
+    prompt = _render(case, spec, template, answer=answer, answer_2=answer)
     rating, _ = await _ask(call, system, prompt, int(spec.params.get("retries", 1)), parse_rating)
     threshold = spec.params.get("pass_threshold")
     passed = None if threshold is None else rating >= float(threshold)

@@ -45,7 +45,8 @@ class RunMismatchError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One ``eval_runs`` row. ``status``: running, complete, cost_ceiling or interrupted."""
+    """One ``eval_runs`` row. ``status``: running, complete, cost_ceiling or interrupted.
+    ``judge_spent_usd``: what the run's judge calls cost, every session together."""
 
     run_id: str
     suite: str
@@ -57,6 +58,7 @@ class RunRecord:
     meta: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    judge_spent_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,8 @@ class EvalStore:
 
     def load_summary(self, run_id: str) -> RunSummary | None:
         """The stored run as a ``RunSummary`` (None when there is no such run); ``spent_usd``
-        sums the stored answers' costs, cache hits excluded (judge calls are not stored)."""
+        sums the stored answers' costs, cache hits excluded, and the judge spend of every session
+        (``add_judge_spend``), so a resumed run's cost ceiling counts what was already paid."""
         record = self.get_run(run_id)
         if record is None:
             return None
@@ -247,7 +250,7 @@ class EvalStore:
             meta=record.meta,
             judge=record.judge,
             status=record.status,
-            spent_usd=sum(s.result.cost_usd or 0.0 for s in stored if not s.cached),
+            spent_usd=sum(s.result.cost_usd or 0.0 for s in stored if not s.cached) + record.judge_spent_usd,
             cost_ceiling_usd=record.cost_ceiling_usd,
             stopped_by_ceiling=record.status == "cost_ceiling",
             resumed=len(stored),
@@ -262,6 +265,13 @@ class EvalStore:
                 .where(eval_runs.c.run_id == run_id)
                 .values(status=status, updated_at=self._clock())
             )
+
+    def add_judge_spend(self, run_id: str, usd: float) -> None:
+        """Add ``usd`` (a judge call's cost) to the run's ``judge_spent_usd``; one atomic UPDATE,
+        so concurrent judge calls never lose an amount."""
+        col = eval_runs.c.judge_spent_usd
+        with transaction(self.engine, write=True) as conn:
+            conn.execute(sa.update(eval_runs).where(eval_runs.c.run_id == run_id).values({col: col + usd}))
 
     def save_result(
         self, run_id: str, result: CaseResult, *, cached: bool = False, tags: dict[str, str] | None = None
@@ -304,6 +314,9 @@ class EvalStore:
     ) -> None:
         await asyncio.to_thread(lambda: self.save_result(run_id, result, cached=cached, tags=tags))
 
+    async def aadd_judge_spend(self, run_id: str, usd: float) -> None:
+        await asyncio.to_thread(self.add_judge_spend, run_id, usd)
+
     async def aresults(self, run_id: str, target: str | None = None) -> list[StoredResult]:
         return await asyncio.to_thread(self.results, run_id, target)
 
@@ -315,7 +328,8 @@ class EvalStore:
 
 
 def _run(row: dict[str, Any]) -> RunRecord:
-    return RunRecord(**{f.name: row[f.name] for f in dataclasses.fields(RunRecord)})
+    # A run just created has no judge_spent_usd in ``row`` yet: the field's default (0) applies.
+    return RunRecord(**{f.name: row[f.name] for f in dataclasses.fields(RunRecord) if f.name in row})
 
 
 def _result_row(
