@@ -42,6 +42,8 @@ class UsageRecord:
       request's class (``public``, ``internal``, ``personal``, ``restricted``).
     - ``pii_entities``: entity types detected in the prompt (e.g. ``["EMAIL_ADDRESS"]``), never values.
     - ``policy``: the full policy decision as a JSON object (candidates and exclusion reasons).
+    - ``cache``: the response cache's verdict: ``hit`` / ``semantic_hit`` (answered from the
+      cache: no attempts, zero cost), ``miss``, ``skip``; None when the route does not cache.
     """
 
     request_id: str
@@ -68,3 +70,4 @@ class UsageRecord:
     data_class: str | None = None
     pii_entities: list[str] | None = None
     policy: dict[str, Any] | None = None
+    cache: str | None = None

@@ -34,6 +34,7 @@ _TEXT_FIELDS = (
     "finish_reason",
     "tenant_region",
     "data_class",
+    "cache",
 )
 
 
