@@ -13,6 +13,7 @@ Tree::
     +-- PermissionDeniedError (403)          key may not use this route
     +-- NotFoundError (404)                  unknown model (route) or path
     +-- RateLimitError (429)                 gateway itself refuses, with Retry-After
+    |   +-- BudgetExceededError (429)        a tenant's USD budget for the day/month is spent
     +-- ConfigError                          bad relaygate.yaml (never sent to a client)
     +-- UpstreamError (502)                  one upstream attempt failed; ``error_class`` says how
     |   +-- UpstreamTimeoutError (504)
@@ -30,6 +31,7 @@ from enum import StrEnum
 __all__ = [
     "AllCandidatesFailedError",
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigError",
     "ErrorClass",
     "GatewayError",
@@ -145,6 +147,23 @@ class RateLimitError(GatewayError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after_s = max(0.0, retry_after_s)
         self.headers["retry-after"] = str(max(1, int(-(-self.retry_after_s // 1))))
+
+
+class BudgetExceededError(RateLimitError):
+    """A tenant's USD budget for the day or month is spent (429, ``budget_exceeded``).
+
+    Shaped like OpenAI's own quota error (type ``insufficient_quota``,
+    https://platform.openai.com/docs/guides/error-codes) so clients do not treat it as a
+    short rate limit; ``x-should-retry: false`` tells the openai and anthropic SDKs not to retry.
+    ``retry_after_s`` is the time until the period (UTC day or month) ends.
+    """
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float, **kw: object) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **kw)
+        self.headers["x-should-retry"] = "false"
 
 
 class ConfigError(GatewayError):

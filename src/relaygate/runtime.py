@@ -29,7 +29,7 @@ from relaygate.providers.base import Provider
 from relaygate.providers.gemini import GeminiAdapter
 from relaygate.providers.local import LocalModelProvider
 from relaygate.providers.openai_compat import OpenAICompatProvider
-from relaygate.routing.router import Router
+from relaygate.routing.router import HealthHook, Router
 
 __all__ = ["Runtime", "build_providers", "build_runtime"]
 
@@ -95,11 +95,12 @@ def build_runtime(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     on_attempt: Callable[[AttemptRecord], None] | None = None,
+    on_health: HealthHook | None = None,
 ) -> Runtime:
     """Build (not start) a runtime; ``previous`` lends its providers and router state."""
     if providers is None:
         providers = build_providers(config, previous.providers if previous else None)
-    router = Router(config, providers, clock=clock, rng=rng, on_attempt=on_attempt)
+    router = Router(config, providers, clock=clock, rng=rng, on_attempt=on_attempt, on_health=on_health)
     deployments = {d.deployment_id: d for r in config.routes.values() for d in r.deployments}
     if previous is not None:
         router.inherit(previous.router, keep=set(deployments))

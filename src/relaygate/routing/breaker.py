@@ -2,6 +2,7 @@
 
 closed --(failure_threshold consecutive failures)--> open --(cooldown_s elapsed)--> half_open
 half_open --(probe succeeds)--> closed;  half_open --(probe fails)--> open (cooldown restarts)
+any --(apply_remote_open: another replica opened it, ``remaining_s`` left)--> open until then
 
 While half-open at most ``half_open_requests`` probes are in flight. Pattern as described by
 M. Nygard, "Release It!" (2nd ed., ch. 5) and M. Fowler, "CircuitBreaker" (2014).
@@ -68,6 +69,17 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN and self.probes > 0:
             self.probes -= 1
 
+    def apply_remote_open(self, now: float, remaining_s: float) -> bool:
+        """Another replica opened this deployment's breaker, with ``remaining_s`` of cooldown
+        left: stay open at least that long (a longer local cooldown is kept). Failure counts are
+        left alone. Returns whether anything changed."""
+        if remaining_s <= 0 or self.retry_after(now) >= remaining_s:
+            return False
+        # opened_at chosen so that retry_after(now) == remaining_s under this config.
+        self.state, self.probes = BreakerState.OPEN, 0
+        self.opened_at = now - self.config.cooldown_s + remaining_s
+        return True
+
     def _open(self, now: float) -> None:
         self.state, self.opened_at, self.probes = BreakerState.OPEN, now, 0
 
@@ -91,6 +103,9 @@ class BreakerBook:
             if did in keep:
                 br.config = self.config
                 self._by_id[did] = br
+
+    def items(self) -> list[tuple[str, CircuitBreaker]]:
+        return list(self._by_id.items())
 
     def states(self) -> dict[str, BreakerState]:
         return {k: v.state for k, v in self._by_id.items()}

@@ -26,12 +26,14 @@ from relaygate.errors import (
 from relaygate.ledger.records import AttemptRecord
 from relaygate.providers.base import Provider
 from relaygate.routing import retry
-from relaygate.routing.breaker import BreakerBook
+from relaygate.routing.breaker import BreakerBook, BreakerState, CircuitBreaker
 from relaygate.routing.strategies import order_deployments
 
-__all__ = ["Router", "Served"]
+__all__ = ["HealthHook", "Router", "Served"]
 
 T = TypeVar("T")
+# (kind "breaker_open" | "cooldown", deployment id, seconds it lasts): told to other replicas.
+HealthHook = Callable[[str, str, float], None]
 _WAIT_CLASSES = frozenset({ErrorClass.RATE_LIMITED, ErrorClass.COOLDOWN, ErrorClass.CIRCUIT_OPEN})
 
 
@@ -47,7 +49,9 @@ class Router:
     """Holds per-deployment health (breakers, cooldowns) for one gateway process.
 
     ``clock`` is monotonic seconds; ``rng`` drives jitter and weighted ordering.
-    ``on_attempt`` (optional) is told of every attempt, for metrics.
+    ``on_attempt`` (optional) is told of every attempt, for metrics. ``on_health`` (optional)
+    is told when a breaker opens or a Retry-After cooldown starts here, so other replicas can
+    apply it (``apply_remote``); it must not block.
     """
 
     def __init__(
@@ -58,8 +62,10 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_attempt: Callable[[AttemptRecord], None] | None = None,
+        on_health: HealthHook | None = None,
     ) -> None:
         self.config = config
+        self.on_health = on_health
         self.providers = providers
         self.clock = clock
         self.rng = rng or random.Random()
@@ -154,13 +160,15 @@ class Router:
                 except UpstreamError as err:
                     self._record(served, dep, err.upstream_status, err.error_class.value, t0)
                     if retry.counts_against_breaker(err.error_class):
-                        breaker.on_failure(self.clock())
+                        self._failed(breaker, did)
                     else:
                         breaker.on_neutral()
                     if err.retry_after_s:
                         self.cooldown_until[did] = max(
                             self.cooldown_until.get(did, 0.0), self.clock() + err.retry_after_s
                         )
+                        if self.on_health is not None:
+                            self.on_health("cooldown", did, err.retry_after_s)
                     decision = retry.decide(err, n, cfg, self.rng)
                     if decision.action is retry.Action.RELAY:
                         served.deployment = dep  # the answer the client gets came from here
@@ -187,6 +195,24 @@ class Router:
         if unsupported and len(unsupported) == len(causes):
             raise unsupported[0]  # nobody could take it: the client's 400, naming the field
         raise self._exhausted(route_name, causes)
+
+    def _failed(self, breaker: CircuitBreaker, did: str) -> None:
+        was_open = breaker.state is BreakerState.OPEN
+        now = self.clock()
+        breaker.on_failure(now)
+        if not was_open and breaker.state is BreakerState.OPEN and self.on_health is not None:
+            self.on_health("breaker_open", did, breaker.retry_after(now))
+
+    def apply_remote(self, kind: str, did: str, remaining_s: float) -> bool:
+        """Apply another replica's breaker opening or cooldown (``remaining_s`` left) here,
+        without telling anyone. Returns whether local state changed."""
+        now = self.clock()
+        if kind == "breaker_open":
+            return self.breakers.get(did).apply_remote_open(now, remaining_s)
+        if kind == "cooldown" and now + remaining_s > self.cooldown_until.get(did, 0.0):
+            self.cooldown_until[did] = now + remaining_s
+            return True
+        return False
 
     async def _wait_or_skip(self, did: str, max_wait_ms: int, *, has_fallback: bool) -> UpstreamError | None:
         """Return a cause when the deployment must be skipped now. A deployment cooling down

@@ -4,7 +4,9 @@ The hot path only reads ``monitor.view`` (an immutable ``CutoffView``). A backgr
 ``CutoffStore.version()`` every ``cutoffs.poll_interval_s`` (so ``relaygate cutoff set`` on the
 CLI reaches a running gateway within about a second), closes expired cutoffs, and re-probes
 detected ones on the schedule documented in ``relaygate.policy.cutoffs``. Without a store
-(tests, storage disabled) the view lives in memory only.
+(tests, storage disabled) the view lives in memory only. ``on_change`` (set by the gateway when
+replicas share state) is awaited after this process sets, clears or detects a cutoff, so the
+other replicas refresh at once instead of at their next poll.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class CutoffMonitor:
         self.detected = 0  # cutoffs detected by this process (a metric)
         self._task: asyncio.Task[None] | None = None
         self._probe: ProbeFn | None = None
+        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     async def start(self, probe: ProbeFn | None = None) -> None:
         self._probe = probe
@@ -70,6 +73,7 @@ class CutoffMonitor:
         if self.store is not None:
             await self.store.aset(provider, region, reason, "detected", actor="gateway")
             await self.refresh(force=True)
+            await self._changed()
 
     async def set(
         self, provider: str, region: str | None, reason: str, actor: str, expires_at: datetime | None = None
@@ -87,6 +91,7 @@ class CutoffMonitor:
             return cut
         cut = await self.store.aset(provider, region, reason, "operator", expires_at, actor=actor)
         await self.refresh(force=True)
+        await self._changed()
         return cut
 
     async def clear(self, provider: str, region: str | None, actor: str, reason: str = "") -> bool:
@@ -98,7 +103,15 @@ class CutoffMonitor:
             return changed
         done = await self.store.aclear(provider, region, actor=actor, reason=reason)
         await self.refresh(force=True)
+        await self._changed()
         return done
+
+    async def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                await self.on_change()
+            except Exception:  # telling the others is best effort; their DB poll still runs
+                log.exception("publishing a cutoff change failed")
 
     async def _loop(self) -> None:
         assert self.store is not None
@@ -134,4 +147,7 @@ class CutoffMonitor:
                     actor="gateway",
                     reason=f"{updated.probe_successes} successful probes",
                 )
+                await self.refresh(force=True)
+                await self._changed()
+                continue
             await self.refresh(force=True)
