@@ -32,6 +32,7 @@ from relaygate.config.schema import Config
 from relaygate.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError
 from relaygate.observability.metrics import CONTENT_TYPE_LATEST
 from relaygate.pipeline import Gateway, LedgerSink
+from relaygate.state import SharedState
 from relaygate.state.cutoffs import CutoffMonitor
 
 __all__ = ["app_from_environment", "create_app"]
@@ -56,8 +57,13 @@ async def healthz(request: Request) -> Response:
         if isinstance(getattr(writer, k, None), int)
     }
     cutoffs = [f"{c.provider}:{c.region}" for c in gw.cutoffs.view.cutoffs]
+    # Shared state down: "degraded", still HTTP 200. Every replica loses Redis at once, so a
+    # load balancer that dropped degraded replicas would drop them all; they keep serving on
+    # local state (limits per replica) and resynchronise on their own.
+    shared = gw.state.health()
     body = {
-        "status": "ok",
+        "status": "ok" if shared.up else "degraded",
+        "shared_state": {"backend": shared.backend, "up": shared.up, "reason": shared.reason},
         "providers": providers,
         "circuit_breakers": breakers,
         "cutoffs": cutoffs,
@@ -97,13 +103,16 @@ def create_app(
     storage_url: str | None = None,
     use_storage: bool = True,
     config_path: str | None = None,
+    state: SharedState | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
     With ``use_storage`` (default) and no ``ledger``/``keys`` given, the lifespan opens the
     database at ``storage_url`` (else ``config.storage.url``, else SQLite under
     ``$RELAYGATE_HOME``), runs migrations, and starts the batched ledger writer and the cutoff
-    monitor. ``config_path`` enables hot reload (``SIGHUP`` and ``POST /admin/reload``).
+    monitor. ``state`` replaces the shared state ``config.state`` asks for (tests: a
+    ``MemoryState`` with a fake clock). ``config_path`` enables hot reload (``SIGHUP`` and
+    ``POST /admin/reload``).
     """
 
     @contextlib.asynccontextmanager
@@ -119,8 +128,15 @@ def create_app(
                 sink = sink or storage.writer
                 lookup = lookup or storage.keys
             monitor = CutoffMonitor(config.cutoffs, storage.cutoffs if storage else None)
+            quality = None
+            if storage is not None:  # published eval quality, read again on every reload
+                from relaygate.ledger.quality_store import QualityStore
+
+                quality = QualityStore(storage.engine)
             gw = Gateway(
                 config,
+                quality=quality,
+                state=state,
                 ledger=sink,
                 payloads=storage.payload_writer if storage else None,
                 payload_store=storage.payloads if storage else None,

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from relaygate.admission import Admission
 from relaygate.api.auth import KeyLookup, Principal
+from relaygate.cache.service import ResponseCache, build_response_cache
 from relaygate.config.schema import Config, DeploymentConfig
 from relaygate.errors import AllCandidatesFailedError, ErrorClass, PermissionDeniedError, UpstreamError
 from relaygate.ledger.payload_store import PayloadRecord, PayloadStore
@@ -38,9 +43,14 @@ from relaygate.policy import (
 )
 from relaygate.protocols.openai import ChatRequest, Usage
 from relaygate.providers.base import Provider
+from relaygate.replicas import ReplicaSync
 from relaygate.routing.attempts import Completion, OpenedStream, attempt_completion, attempt_stream
+from relaygate.routing.quality import QualitySource, read_quality, with_quality
 from relaygate.routing.router import Served
+from relaygate.routing.strategies import routing_reason
 from relaygate.runtime import Runtime, build_runtime
+from relaygate.state import SharedState, make_state
+from relaygate.state.base import StateEvent
 from relaygate.state.cutoffs import CutoffMonitor
 
 __all__ = ["Gateway", "LedgerSink", "PayloadWriter", "Plan", "PolicyDeniedError"]
@@ -78,6 +88,7 @@ class Plan:
     pii: frozenset[str]
     decision: Decision
     candidates: list[DeploymentConfig]
+    routing: str | None = None  # the strategy's reason for its first choice (cheapest_non_inferior)
 
 
 class Gateway:
@@ -91,6 +102,9 @@ class Gateway:
         keys: KeyLookup | None = None,
         providers: dict[str, Provider] | None = None,
         cutoffs: CutoffMonitor | None = None,
+        quality: QualitySource | None = None,
+        cache: ResponseCache | None = None,
+        state: SharedState | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -102,8 +116,27 @@ class Gateway:
         self.metrics = Metrics()
         self.cutoffs = cutoffs or CutoffMonitor(config.cutoffs, None)
         self._clock, self._rng = clock, rng
+        # Rate limits, budgets and replica events (config ``state:``, fixed at start-up).
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.state = state or make_state(config.state, self.replica_id)
+        self.admission = Admission(self.state)
+        self.sync: ReplicaSync | None = None
+        if self.state.shared:
+            self.sync = ReplicaSync(self.state, lambda: self.runtime.router, self.cutoffs, self.replica_id)
+            self.cutoffs.on_change = self.sync.on_cutoffs_changed
+        self._on_health = self.sync.on_health if self.sync is not None else None
+        # The response cache outlives reloads: its backend (cache:) is fixed at start-up, while
+        # each route's cache settings are read from the current config per request.
+        self.cache = cache or build_response_cache(config)
+        self.quality = quality  # published eval quality, merged over the config at every build
         self.runtime = build_runtime(
-            config, keys=keys, providers=providers, clock=clock, rng=rng, on_attempt=self.metrics.on_attempt
+            with_quality(config, read_quality(quality)),
+            keys=keys,
+            providers=providers,
+            clock=clock,
+            rng=rng,
+            on_attempt=self.metrics.on_attempt,
+            on_health=self._on_health,
         )
         self._reload_lock = asyncio.Lock()
 
@@ -114,6 +147,8 @@ class Gateway:
     async def start(self) -> None:
         await asyncio.gather(*(p.start() for p in self.runtime.providers.values()))
         await self.cutoffs.start(self.probe)
+        await self.state.start(self.sync.on_event if self.sync is not None else _ignore_event)
+        await self.cache.start()
         if self.payload_store is not None:
             self._prune_task = asyncio.create_task(self._prune_loop(), name="relaygate-payload-prune")
 
@@ -124,11 +159,17 @@ class Gateway:
                 await self._prune_task
             self._prune_task = None
         await self.cutoffs.close()
+        await self.state.close()
+        if self.sync is not None:
+            await self.sync.close()
+        await self.cache.close()
         await asyncio.gather(*(p.close() for p in self.runtime.providers.values()), return_exceptions=True)
 
     async def reload(self, config: Config) -> None:
         """Swap in a new config atomically. Providers whose config did not change keep their
-        pools; removed ones are closed after ``grace_s`` so in-flight requests can finish."""
+        pools; removed ones are closed after ``grace_s`` so in-flight requests can finish.
+        Published eval quality (``quality``) is read again and merged over ``config``."""
+        config = with_quality(config, await asyncio.to_thread(read_quality, self.quality))
         async with self._reload_lock:
             old = self.runtime
             new = build_runtime(
@@ -138,6 +179,7 @@ class Gateway:
                 clock=self._clock,
                 rng=self._rng,
                 on_attempt=self.metrics.on_attempt,
+                on_health=self._on_health,
             )
             fresh = [p for n, p in new.providers.items() if old.providers.get(n) is not p]
             await asyncio.gather(*(p.start() for p in fresh))
@@ -170,7 +212,8 @@ class Gateway:
         decision = decide(facts, rt.candidates[req.model], rt.policy, self.cutoffs.view.pairs())
         allowed = set(decision.allowed)
         deps = [d for d in rt.config.routes[req.model].deployments if d.deployment_id in allowed]
-        plan = Plan(req.model, principal.region, data_class, source, pii, decision, deps)
+        routing = routing_reason(rt.config.routes[req.model], deps)
+        plan = Plan(req.model, principal.region, data_class, source, pii, decision, deps, routing)
         if not deps and not any(e.code == "cutoff" for e in decision.excluded):
             denied = PolicyDeniedError(
                 f"Policy allows no deployment of model '{req.model}' for tenant '{principal.tenant}' "
@@ -249,6 +292,11 @@ class Gateway:
     async def record(self, rec: UsageRecord) -> None:
         """Metrics now; the ledger row off the request path (the writer batches it)."""
         self.metrics.on_request(rec, known_route=rec.route in self.runtime.config.routes)
+        if self.admission.pending:  # replace the budget reservation by the real cost, add tokens
+            try:
+                await self.admission.settle(rec)
+            except Exception:  # settling must never fail a request or lose its ledger row
+                log.exception("settling limits of %s failed", rec.request_id)
         if self.ledger is not None:
             await self.ledger.submit(rec)
 
@@ -309,6 +357,7 @@ class Gateway:
         for did, state in self.runtime.router.breakers.states().items():
             self.metrics.breaker_open.labels(did).set(0 if state == "closed" else 1)
         self.metrics.cutoffs_active.set(len(self.cutoffs.view))
+        self.metrics.shared_state_up.set(1 if self.state.health().up else 0)
         writer = self.ledger
         for attr, gauge in (
             ("pending", self.metrics.ledger_pending),
@@ -331,6 +380,10 @@ def _answer_text(body: bytes) -> str | None:
     if isinstance(content, list):  # content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return content if isinstance(content, str) else None
+
+
+async def _ignore_event(event: StateEvent) -> None:
+    return None
 
 
 async def _close_all(providers: list[Provider]) -> None:

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api.cache_relay import anthropic_hit, cache_lookup, cache_store, cache_tap
 from relaygate.api.error_render import anthropic_error_body, anthropic_error_event
 from relaygate.api.headers import decision_headers
 from relaygate.api.openai_routes import read_body
@@ -107,17 +108,29 @@ async def messages(request: Request) -> Response | SSEResponse:
             if plan is not None:
                 rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
                 rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
+                if plan.routing:
+                    rec.policy["routing"] = plan.routing
+        limits = gw.admission.limits_for(rt.config, principal.tenant)
+        if limits is not None:  # rate limits and budget: a 429 before any cache or upstream work
+            await gw.admission.admit(limits, principal, req, plan.candidates, rec.request_id, "anthropic")
+        look = await cache_lookup(gw, principal.tenant, req, plan, rec)  # after policy, never before
+        if look.hit:
+            return anthropic_hit(gw, rec, req, look, _headers(rec, served, plan), t0, body["model"])
         if req.stream:
             opened = await gw.open_stream(rt, plan, req, served)
             finalize = finalizer(gw, rec, served, opened, t0, req)
-            return SSEResponse(_events(opened, rec, body["model"]), _headers(rec, served, plan), finalize)
+            tapped = cache_tap(upstream_batches(opened), gw, look, served)
+            events = _events(opened, rec, body["model"], tapped)
+            return SSEResponse(events, {**_headers(rec, served, plan), **look.headers()}, finalize)
         comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
         if gw.payloads is not None:  # opt-in payload capture of the translated body
             await gw.capture(rt.config, rec, req, comp.body)
+        cache_store(gw, look, comp.body, served)
         out = openai_response_to_anthropic(orjson.loads(comp.body), model=body["model"])
-        return Response(orjson.dumps(out), 200, _headers(rec, served, plan), media_type=_JSON)
+        headers = {**_headers(rec, served, plan), **look.headers()}
+        return Response(orjson.dumps(out), 200, headers, media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)
         rec.status, rec.error_code = err.upstream_status or 502, err.error_class.value
@@ -151,11 +164,14 @@ def _upstream_message(err: UpstreamError) -> str:
         return err.message
 
 
-async def _events(opened: Any, rec: UsageRecord, model: str) -> AsyncGenerator[bytes, None]:
-    """OpenAI chunks from upstream -> Anthropic events, incrementally (no buffering)."""
+async def _events(
+    opened: Any, rec: UsageRecord, model: str, batches: AsyncIterator[Any] | None = None
+) -> AsyncGenerator[bytes, None]:
+    """OpenAI chunks from upstream (``batches``, default ``upstream_batches(opened)``) ->
+    Anthropic events, incrementally (no buffering)."""
     translator = OpenAIToAnthropicStream(model=model, message_id=f"msg_{rec.request_id[4:]}")
     try:
-        async for batch in upstream_batches(opened):
+        async for batch in batches or upstream_batches(opened):
             out: list[bytes] = []
             for ev, kind in batch:
                 if kind is ChunkKind.DONE or ev.data is None:

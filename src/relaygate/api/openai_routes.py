@@ -18,10 +18,12 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from relaygate.api.cache_relay import cache_lookup, cache_store, cache_tap, openai_hit
 from relaygate.api.error_render import openai_error_body, openai_error_event
 from relaygate.api.headers import decision_headers
 from relaygate.api.stream_relay import finalizer, upstream_batches
 from relaygate.api.streaming import SSEResponse
+from relaygate.cache.service import Lookup
 from relaygate.durations import parse_duration
 from relaygate.errors import (
     AuthenticationError,
@@ -98,15 +100,24 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
             if plan is not None:
                 rec.data_class, rec.pii_entities = plan.data_class, sorted(plan.pii) or None
                 rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
+                if plan.routing:
+                    rec.policy["routing"] = plan.routing
+        limits = gw.admission.limits_for(rt.config, principal.tenant)
+        if limits is not None:  # rate limits and budget: a 429 before any cache or upstream work
+            await gw.admission.admit(limits, principal, req, plan.candidates, rec.request_id, "openai")
+        look = await cache_lookup(gw, principal.tenant, req, plan, rec)  # after policy, never before
+        if look.hit:
+            return openai_hit(gw, rec, req, look, _headers(rec, served, plan), t0)
         if req.stream:
             opened = await gw.open_stream(rt, plan, req, served)
-            return _stream_response(gw, req, rec, served, opened, t0, plan)
+            return _stream_response(gw, req, rec, served, opened, t0, plan, look)
         comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
         if gw.payloads is not None:  # opt-in payload capture (queued, off the request path)
             await gw.capture(rt.config, rec, req, comp.body)
-        return Response(comp.body, 200, _headers(rec, served, plan), media_type=_JSON)
+        cache_store(gw, look, comp.body, served)
+        return Response(comp.body, 200, {**_headers(rec, served, plan), **look.headers()}, media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)
         rec.status, rec.error_code = err.upstream_status or 502, err.error_class.value
@@ -146,13 +157,14 @@ def _stream_response(
     opened: OpenedStream,
     t0: float,
     plan: Plan,
+    look: Lookup,
 ) -> SSEResponse:
     finalize = finalizer(gw, rec, served, opened, t0, req)
 
     async def body() -> AsyncGenerator[bytes, None]:
         strip_usage = not req.include_usage  # the gateway asked for usage; the client did not
         try:
-            async for batch in upstream_batches(opened):
+            async for batch in cache_tap(upstream_batches(opened), gw, look, served):
                 out = b"".join(ev.raw for ev, kind in batch if not (strip_usage and kind is ChunkKind.USAGE))
                 if out:
                     yield out
@@ -162,7 +174,7 @@ def _stream_response(
             rec.error_code = err.error_class.value
             yield openai_error_event(err)
 
-    return SSEResponse(body(), _headers(rec, served, plan), finalize)
+    return SSEResponse(body(), {**_headers(rec, served, plan), **look.headers()}, finalize)
 
 
 async def list_models(request: Request) -> Response:

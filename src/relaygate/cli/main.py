@@ -120,8 +120,9 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            help="worker processes sharing the port; breaker and cooldown state is per worker, "
-            "the ledger, keys, cutoffs and audit are shared through the database",
+            help="worker processes sharing the port; the ledger, keys, cutoffs and audit are shared "
+            "through the database; limits, budgets, breakers and cooldowns are per worker unless "
+            "state.backend is redis",
             min=1,
             max=64,
         ),

@@ -12,7 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from relaygate.config.cache_schema import CacheConfig, RouteCacheConfig
 from relaygate.config.policy_schema import PolicyConfig, ProviderFacts, TenantPolicy
+from relaygate.config.quality_schema import QualityScore
+from relaygate.config.state_schema import BudgetConfig, RateLimits, StateConfig
 
 Capability = Literal["tools", "vision", "json_schema", "streaming"]
 # Names of relaygate.providers.profiles.PROFILES (a test keeps the two in step).
@@ -161,6 +164,9 @@ class DeploymentConfig(_Strict):
     context_window: int | None = Field(None, gt=0, description="tokens")
     weight: float = Field(1.0, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list(ALL_CAPABILITIES))
+    quality: dict[str, QualityScore] = Field(
+        default_factory=dict, description="suite -> published eval quality (relaygate eval publish)"
+    )
 
     @property
     def deployment_id(self) -> str:
@@ -193,10 +199,29 @@ class BreakerConfig(_Strict):
 
 
 class RouteConfig(_Strict):
-    strategy: Literal["priority", "weighted"] = "priority"
+    """``strategy``: see ``relaygate.routing.strategies``. ``incumbent`` (a deployment id; default
+    the first deployment) and ``quality_suites`` (suites whose published verdict must be PASS;
+    default every published one, at least one) are read by ``cheapest_non_inferior``."""
+
+    strategy: Literal["priority", "weighted", "cheapest_non_inferior"] = "priority"
     deployments: list[DeploymentConfig] = Field(min_length=1)
     retry: RetryConfig | None = None
     capture: bool = Field(False, description="keep request payloads for replay (see CaptureConfig)")
+    cache: RouteCacheConfig = RouteCacheConfig()
+    incumbent: str | None = None
+    quality_suites: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _incumbent(self) -> RouteConfig:
+        ids = [d.deployment_id for d in self.deployments]
+        if self.incumbent is None:
+            # Pinned now, so a policy-filtered copy of the route (the router's) keeps it.
+            object.__setattr__(self, "incumbent", ids[0])
+        elif self.incumbent not in ids:
+            raise ValueError(
+                f"incumbent {self.incumbent!r} is not a deployment of this route ({', '.join(ids)})"
+            )
+        return self
 
 
 class TenantKey(_Strict):
@@ -204,6 +229,7 @@ class TenantKey(_Strict):
 
     key_env: str | None = None
     key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    limits: RateLimits | None = Field(None, description="this key's own limits, else the tenant's key_limits")
 
     @model_validator(mode="after")
     def _one(self) -> TenantKey:
@@ -234,6 +260,9 @@ class TenantConfig(TenantPolicy):
     keys: list[TenantKey] = Field(default_factory=list)
     allowed_routes: list[str] | None = Field(None, description="None: every route")
     capture: bool = Field(False, description="keep this tenant's request payloads for replay")
+    limits: RateLimits | None = Field(None, description="the whole tenant, all its keys together")
+    key_limits: RateLimits | None = Field(None, description="each key of the tenant (config or database)")
+    budget: BudgetConfig | None = None
 
 
 class AuthConfig(_Strict):
@@ -300,9 +329,15 @@ class Config(_Strict):
     admin: AdminConfig = AdminConfig()
     cutoffs: CutoffConfig = CutoffConfig()
     capture: CaptureConfig = CaptureConfig()
+    state: StateConfig = StateConfig()
+    cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:
+        if self.cache.backend == "redis" and not (
+            self.cache.redis_url or self.state.redis_url or self.state.redis_url_env
+        ):
+            raise RefError(("cache", "backend"), "backend redis needs cache.redis_url or a state: Redis URL")
         for section in ("providers", "routes", "tenants"):
             for name in getattr(self, section):
                 if not _ID.match(name):

@@ -1,5 +1,5 @@
-"""Table declarations for tenants, virtual keys, usage rows, audit events, cutoffs and eval runs
-(SQLAlchemy Core).
+"""Table declarations for tenants, virtual keys, usage rows, audit events, cutoffs, eval runs and
+published eval quality (SQLAlchemy Core).
 
 These declarations describe the head revision of ``migrations/``; the migrations, not
 ``metadata.create_all``, create and change the tables (``tests/unit/test_ledger_store.py`` checks
@@ -20,6 +20,7 @@ __all__ = [
     "audit_events",
     "cutoff_version",
     "cutoffs",
+    "deployment_quality",
     "eval_cache",
     "eval_results",
     "eval_runs",
@@ -114,6 +115,8 @@ usage = sa.Table(
     sa.Column("data_class", sa.String(), nullable=True),
     sa.Column("pii_entities", _nullable_json(), nullable=True),
     sa.Column("policy", _nullable_json(), nullable=True),
+    # Added by 0005: the response cache's verdict (hit, semantic_hit, miss, skip; NULL: not cached).
+    sa.Column("cache", sa.String(16), nullable=True),
     sa.Index("ix_usage_ts", "ts"),
     sa.Index("ix_usage_tenant_ts", "tenant", "ts"),
     sa.Index("ix_usage_route_ts", "route", "ts"),
@@ -193,6 +196,8 @@ eval_runs = sa.Table(
     sa.Column("meta", _json(), nullable=False),  # margins, alpha, power, source of the suite
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Added by 0006: USD the run's judge calls cost, over every session (a resume keeps counting).
+    sa.Column("judge_spent_usd", sa.Float(), nullable=False, server_default="0"),
 )
 
 eval_results = sa.Table(
@@ -250,4 +255,23 @@ payloads = sa.Table(
     sa.Column("served_deployment", sa.String(), nullable=True),
     sa.Index("ix_payloads_route_ts", "route", "ts"),
     sa.Index("ix_payloads_ts", "ts"),
+)
+
+# Added by 0006: eval quality published per (route, deployment, suite) by ``relaygate eval
+# publish``, read by the gateway at start-up and on reload (``relaygate.ledger.quality_store``).
+deployment_quality = sa.Table(
+    "deployment_quality",
+    metadata,
+    sa.Column("route", sa.String(), primary_key=True),
+    sa.Column("deployment", sa.String(), primary_key=True),
+    sa.Column("suite", sa.String(), primary_key=True),
+    sa.Column("metric", sa.String(), nullable=False),
+    sa.Column("mean", sa.Float(), nullable=False),
+    sa.Column("ci_low", sa.Float(), nullable=True),
+    sa.Column("ci_high", sa.Float(), nullable=True),
+    sa.Column("n", sa.Integer(), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),  # PASS | FAIL | INCONCLUSIVE | INCUMBENT
+    sa.Column("incumbent", sa.String(), nullable=False),  # deployment id the verdict compared against
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("published_at", UTCDateTime(), nullable=False),
 )

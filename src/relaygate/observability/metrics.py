@@ -61,6 +61,11 @@ class Metrics:
             registry=r,
         )
         self.cutoffs_active = Gauge("relaygate_cutoffs_active", "Cutoffs in force", registry=r)
+        self.shared_state_up = Gauge(
+            "relaygate_shared_state_up",
+            "1 when the shared state (state.backend) is reachable; 0 while serving on local state",
+            registry=r,
+        )
         self.policy_exclusions = Counter(
             "relaygate_policy_exclusions_total",
             "Deployments excluded before routing, by code",
