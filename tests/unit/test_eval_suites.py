@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from relaygate.evals.model import GraderSpec, Margin
-from relaygate.evals.suites import SuiteError, dump_suite, load_suite, render_template
+from relaygate.evals.suite_cases import render_template
+from relaygate.evals.suite_dump import dump_suite
+from relaygate.evals.suite_yaml import SuiteError
+from relaygate.evals.suites import load_suite
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evals" / "suites"
 
@@ -258,3 +261,14 @@ def test_default_system_yields_to_a_case_system_message(tmp_path: Path) -> None:
 def test_other_suffixes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match=r"\.yaml, \.yml or \.jsonl"):
         load_suite(write(tmp_path, "{}", "suite.json"))
+
+
+def test_shipped_example_suite_loads() -> None:
+    """README points users at examples/suite.yaml as the suite format: it must stay valid."""
+    from pathlib import Path
+
+    from relaygate.evals.suites import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "examples" / "suite.yaml")
+    assert [c.id for c in suite.cases] == ["capital-fr", "add", "weather-tool", "json-person"]
+    assert {m.metric for m in suite.margins} == {"normalized", "latency_p95"}

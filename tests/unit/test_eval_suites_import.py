@@ -26,7 +26,8 @@ from relaygate.evals.humaneval import HUMANEVAL, import_humaneval
 from relaygate.evals.importers import import_suite
 from relaygate.evals.model import GraderSpec
 from relaygate.evals.mtbench import MTBENCH, import_mtbench
-from relaygate.evals.suites import dump_suite, load_suite
+from relaygate.evals.suite_dump import dump_suite
+from relaygate.evals.suites import load_suite
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evals"
 

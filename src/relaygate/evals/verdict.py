@@ -21,7 +21,7 @@ is left out of that metric's pairs (``n_excluded``). Latency and cost: see above
 
 Small or degenerate data are INCONCLUSIVE rather than decided by a method outside its range: the
 bootstrap tests need ``stats.MIN_BOOTSTRAP_PAIRS`` pairs; scores whose pairs all differ alike are
-decided by the exact bound for values in [0, 1] (``stats._constant_p``), not by a t statistic.
+decided by the exact bound for values in [0, 1] (``stats_paired._constant_p``), not by a t statistic.
 
 Decision per metric, within one family (the whole run, or one segment): PASS when the Holm
 (1979)-adjusted ``p_noninferior <= alpha``; FAIL when the Holm-adjusted ``p_inferior <= alpha``,
