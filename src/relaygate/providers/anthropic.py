@@ -5,7 +5,9 @@
 by ``openai_request_to_anthropic``; the answer comes back as an ``UpstreamResponse`` whose body
 is OpenAI-shaped, so routing and the ledger see what an OpenAI-compatible upstream would send:
 a ``chat.completion`` from ``read()``, or ``data: {chunk}`` events ending in ``data: [DONE]``
-from ``iter_chunks()``, translated event by event as the Anthropic stream arrives.
+from ``iter_chunks()``, translated event by event as the Anthropic stream arrives. That is for
+requests that arrive on the OpenAI wire; ``/v1/messages`` requests skip both translations and use
+``post_messages`` with the client's own body (``anthropic_passthrough.py``).
 
 Error classification (https://docs.anthropic.com/en/api/errors) runs a small Anthropic pre-check
 before the shared ``classify_http_error``: 529 ``overloaded_error`` -> server_error (retry),
@@ -38,7 +40,7 @@ from relaygate.providers.errors import classify_http_error
 from relaygate.providers.translated import TranslatedResponse, credential_headers, out_headers
 from relaygate.providers.transport import Transport, UpstreamResponse
 
-__all__ = ["AnthropicMessagesProvider", "AnthropicStreamDecoder", "classify_anthropic_error"]
+__all__ = ["AnthropicMessagesProvider", "AnthropicStreamDecoder", "classify_anthropic_error", "parse_message"]
 
 log = logging.getLogger("relaygate.providers")
 
@@ -163,6 +165,26 @@ class AnthropicMessagesProvider:
             )
         )
 
+    async def post_messages(
+        self, body: bytes, *, region: str | None = None, extra_headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
+        """POST a Messages ``body`` as it is (credentials, ``anthropic-version`` and config headers
+        added, ``extra_headers`` such as a forwarded ``anthropic-beta`` over them); a 2xx response
+        is returned unread. Raises ``UpstreamError`` (non-2xx classified by
+        ``classify_anthropic_error``). Used by ``chat`` and by the same-protocol pass-through."""
+        base = (
+            self._regional.get(region.upper(), self.base_url) if region and self._regional else self.base_url
+        )
+        headers = {**self._headers, **extra_headers} if extra_headers else self._headers
+        resp = await self.transport.post(f"{base}/messages", headers, body)
+        if resp.status >= 300:
+            try:
+                err_body = await resp.read(1024 * 1024)
+            finally:
+                resp.release()
+            raise classify_anthropic_error(resp.status, resp.headers, err_body)
+        return resp
+
     async def chat(
         self,
         deployment: DeploymentConfig,
@@ -171,17 +193,7 @@ class AnthropicMessagesProvider:
         stream_usage: bool,
         region: str | None = None,
     ) -> UpstreamResponse:
-        body = self.build_body(deployment, request)
-        base = (
-            self._regional.get(region.upper(), self.base_url) if region and self._regional else self.base_url
-        )
-        resp = await self.transport.post(f"{base}/messages", self._headers, body)
-        if resp.status >= 300:
-            try:
-                err_body = await resp.read(1024 * 1024)
-            finally:
-                resp.release()
-            raise classify_anthropic_error(resp.status, resp.headers, err_body)
+        resp = await self.post_messages(self.build_body(deployment, request), region=region)
         created = int(time.time())
         if request.stream:
             stream = AnthropicToOpenAIStream(
@@ -195,11 +207,11 @@ class AnthropicMessagesProvider:
             raw = await resp.read()
         finally:
             resp.release()
-        translated = orjson.dumps(anthropic_response_to_openai(_message(raw), created=created))
+        translated = orjson.dumps(anthropic_response_to_openai(parse_message(raw), created=created))
         return TranslatedResponse(resp.status, out_headers(resp.headers, "application/json"), body=translated)
 
 
-def _message(raw: bytes) -> dict[str, object]:
+def parse_message(raw: bytes) -> dict[str, object]:
     """Parse a 2xx Messages body; an in-band error object is classified like an HTTP error."""
     try:
         data = orjson.loads(raw)

@@ -9,6 +9,12 @@ with the ``overloaded`` preset answered as Anthropic's 529 ``overloaded_error``.
 behaviours (reply, latency, ttft, chunk gaps, errors and presets, reset, hang, malformed, cut
 streams, tool_call and parallel tool_calls, split_bytes, usage overrides) work as on the OpenAI
 side; token counts use the same word counting, over the system prompt and the messages.
+Anthropic-only features, so a pass-through can be checked end to end: a request with
+``thinking.type`` ``enabled`` is answered with a leading thinking block (streamed as
+``thinking_delta`` then ``signature_delta``,
+https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking), and the words of every
+text block marked ``cache_control`` are reported as ``cache_read_input_tokens`` (and left out of
+``input_tokens``, https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ _STATUS_TYPE = {
     529: "overloaded_error",
 }
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+THINKING = "The user greets me; a short greeting back will do."
+SIGNATURE = "sig_sim_EqQBCkYIARgCIkB"
 _MALFORMED_JSON = b'{"id": "msg_sim", "type": "message", "role": "assistant", "content": [{"type": "te'
 _MALFORMED_SSE = (
     b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, "delta": {"te\n\n'
@@ -114,11 +122,30 @@ def _openai_view(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _usage(answer: Answer) -> dict[str, int]:
+def _cached_words(request: dict[str, Any] | None) -> int:
+    """Words of the text blocks marked ``cache_control`` (system and messages)."""
+    if not request:
+        return 0
+    blocks: list[Any] = list(request.get("system") or []) if isinstance(request.get("system"), list) else []
+    for msg in request.get("messages") or []:
+        if isinstance(msg, dict) and isinstance(msg.get("content"), list):
+            blocks += msg["content"]
+    return sum(
+        len(str(b.get("text", "")).split()) for b in blocks if isinstance(b, dict) and b.get("cache_control")
+    )
+
+
+def _thinks(request: dict[str, Any] | None) -> bool:
+    thinking = (request or {}).get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _usage(answer: Answer, request: dict[str, Any] | None = None) -> dict[str, int]:
+    read = min(_cached_words(request), answer.usage["prompt_tokens"])
     return {
-        "input_tokens": answer.usage["prompt_tokens"],
+        "input_tokens": answer.usage["prompt_tokens"] - read,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": read,
         "output_tokens": answer.usage["completion_tokens"],
     }
 
@@ -134,13 +161,16 @@ def _tool_block(call: tuple[str, str, str]) -> tuple[dict[str, Any], str]:
     return {"type": "tool_use", "id": block_id, "name": name, "input": data}, orjson.dumps(data).decode()
 
 
-def message(answer: Answer) -> dict[str, Any]:
-    """The non-streaming Message for ``answer`` (one tool_use block per function call)."""
+def message(answer: Answer, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The non-streaming Message for ``answer`` (one tool_use block per function call), with a
+    leading thinking block when ``request`` enabled thinking."""
     content = (
         [_tool_block(call)[0] for call in answer.tool_calls]
         if answer.tool_calls
         else [{"type": "text", "text": answer.content}]
     )
+    if _thinks(request):
+        content.insert(0, {"type": "thinking", "thinking": THINKING, "signature": SIGNATURE})
     return {
         "id": "msg_" + answer.id.removeprefix("chatcmpl-"),
         "type": "message",
@@ -149,15 +179,23 @@ def message(answer: Answer) -> dict[str, Any]:
         "content": content,
         "stop_reason": _STOP[answer.finish_reason],
         "stop_sequence": None,
-        "usage": _usage(answer),
+        "usage": _usage(answer, request),
     }
 
 
-def _block_events(answer: Answer) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def _block_events(
+    answer: Answer, request: dict[str, Any] | None = None
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """(content_block_start block, its deltas) per content block, in order."""
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    deltas: list[dict[str, Any]]
+    if _thinks(request):
+        deltas = [{"type": "thinking_delta", "thinking": t} for t in split_in(THINKING, 2)]
+        deltas.append({"type": "signature_delta", "signature": SIGNATURE})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas))
     if not answer.tool_calls:
-        return [({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in answer.chunks])]
-    blocks = []
+        text = [{"type": "text_delta", "text": t} for t in answer.chunks]
+        return [*blocks, ({"type": "text", "text": ""}, text)]
     for call in answer.tool_calls:
         block, args = _tool_block(call)
         # several pieces, as Anthropic streams tool input
@@ -166,17 +204,19 @@ def _block_events(answer: Answer) -> list[tuple[dict[str, Any], list[dict[str, A
     return blocks
 
 
-def stream_events(answer: Answer) -> tuple[list[bytes], list[bytes], list[bytes]]:
+def stream_events(
+    answer: Answer, request: dict[str, Any] | None = None
+) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """(head, deltas, tail) SSE events for ``answer``; the server paces and may cut the deltas.
 
     Blocks follow each other (Anthropic never interleaves them): a later block's
     content_block_stop of the previous block and its own content_block_start ride on its first
     delta, so ``deltas`` holds exactly one item per content_block_delta.
     """
-    msg = message(answer)
+    msg = message(answer, request)
     start = {**msg, "content": [], "stop_reason": None, "usage": {**msg["usage"], "output_tokens": 1}}
     head = [_sse("message_start", {"type": "message_start", "message": start})]
-    blocks = _block_events(answer)
+    blocks = _block_events(answer, request)
     body: list[bytes] = []
     for index, (block, deltas) in enumerate(blocks):
         opening = _sse(
@@ -236,8 +276,9 @@ async def handle_messages(sim: SimServer, request: web.Request) -> web.StreamRes
 
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _BadRequest("The request body is not valid JSON.") from exc
         if not isinstance(body, dict):
@@ -245,7 +286,7 @@ async def handle_messages(sim: SimServer, request: web.Request) -> web.StreamRes
         model = _check(body, headers)
     except _BadRequest as exc:
         return _json(exc.body, 400)
-    plan = sim._state.take(model, body, request.path, headers)
+    plan = sim._state.take(model, body, request.path, headers, raw)
     try:
         return await _answer(sim, request, body, model, plan)
     except _Closing:
@@ -272,22 +313,24 @@ async def _answer(
         return _json(err, status, plan.headers)
     answer = build_answer(_openai_view(body), model, plan)
     if body.get("stream") is True:
-        return await _stream(sim, request, plan, answer)
+        return await _stream(sim, request, plan, answer, body)
     await sim._pause(sim._latency(plan))
     if plan.malformed:
         return web.Response(
             status=200, body=_MALFORMED_JSON, headers=plan.headers, content_type="application/json"
         )
-    return _json(message(answer), 200, plan.headers)
+    return _json(message(answer, body), 200, plan.headers)
 
 
-async def _stream(sim: SimServer, request: web.Request, plan: Plan, answer: Answer) -> web.StreamResponse:
+async def _stream(
+    sim: SimServer, request: web.Request, plan: Plan, answer: Answer, body: dict[str, Any]
+) -> web.StreamResponse:
     from relaygate.sim.server import _Closing, _drop
 
     response = web.StreamResponse(headers={**plan.headers, "Cache-Control": "no-cache"})
     response.content_type = "text/event-stream"
     await response.prepare(request)
-    head, deltas, tail = stream_events(answer)
+    head, deltas, tail = stream_events(answer, body)
     try:
         await sim._pause(sim._latency(plan))
         await sim._write(response, head[0], plan)

@@ -35,13 +35,20 @@ class SimState:
         self._positions.clear()
         self._log.clear()
 
-    def take(self, model: str, body: dict[str, Any], path: str, headers: dict[str, str]) -> Plan:
+    def take(
+        self, model: str, body: dict[str, Any], path: str, headers: dict[str, str], raw: bytes | None = None
+    ) -> Plan:
         """Record one request to ``model`` and return its plan, advancing that model's step position.
 
         ``headers`` are the request headers, lower-cased names (``authorization`` included).
+        ``raw``: the body bytes as received, logged as text under ``"raw"`` (so tests can check a
+        pass-through kept them byte for byte).
         """
         self._counts[model] += 1
-        self._log.append({"model": model, "path": path, "body": body, "headers": headers})
+        entry: dict[str, Any] = {"model": model, "path": path, "body": body, "headers": headers}
+        if raw is not None:
+            entry["raw"] = raw.decode("utf-8", "replace")
+        self._log.append(entry)
         index = self._positions[model]
         self._positions[model] += 1
         return resolve_plan(self.scenario.behaviour(model), index)
