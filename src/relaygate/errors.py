@@ -18,7 +18,7 @@ Tree::
     +-- UpstreamError (502)                  one upstream attempt failed; ``error_class`` says how
     |   +-- UpstreamTimeoutError (504)
     |   +-- UpstreamConnectionError (502)
-    +-- AllCandidatesFailedError (502/503)   every allowed deployment failed; keeps every cause
+    +-- AllCandidatesFailedError (502/503/400) every allowed deployment failed; keeps every cause
 
 Shapes follow OpenAI's error object ``{"error": {"message", "type", "param", "code"}}``
 (https://platform.openai.com/docs/guides/error-codes).
@@ -222,20 +222,24 @@ class AllCandidatesFailedError(GatewayError):
     """Every allowed deployment failed. ``causes`` is ``[(deployment_id, UpstreamError), ...]``.
 
     Status is 503 when every cause is transient (rate limit, overload, breaker open,
-    cooldown), else 502. When the only thing stopping the request is a wait
-    (rate limits / cooldowns), the error becomes a 429 with Retry-After.
+    cooldown) or the request's own fault on that deployment, with at least one transient (retry
+    later may succeed); 400 ``invalid_request_error`` when every cause is the client's own request
+    (``CLIENT_SIDE``: no deployment could take this input, or it is too long for every context
+    window), else 502. A 400 with a context-length cause carries OpenAI's ``param: "messages"``,
+    ``code: "context_length_exceeded"`` (https://platform.openai.com/docs/guides/error-codes),
+    otherwise ``unsupported_value`` and the refused field as ``param``. The message keeps every
+    cause. When the only thing stopping the request is a wait (rate limits / cooldowns), the
+    router answers a 429 with Retry-After instead.
     """
 
     status = 502
     type = "api_error"
     code = "all_deployments_failed"
 
-    def __init__(self, route: str, causes: list[tuple[str, UpstreamError]]) -> None:
-        parts = "; ".join(f"{dep}: {err.error_class.value} ({err.message})" for dep, err in causes)
-        super().__init__(f"All deployments for model '{route}' failed: {parts or 'no candidates'}")
-        self.route = route
-        self.causes = causes
-        transient = {
+    # Causes that say nothing about any upstream's health: the request itself is the reason.
+    CLIENT_SIDE = frozenset({ErrorClass.CLIENT_ERROR, ErrorClass.UNSUPPORTED, ErrorClass.CONTEXT_LENGTH})
+    TRANSIENT = frozenset(
+        {
             ErrorClass.SERVER_ERROR,
             ErrorClass.RATE_LIMITED,
             ErrorClass.CIRCUIT_OPEN,
@@ -243,6 +247,26 @@ class AllCandidatesFailedError(GatewayError):
             ErrorClass.TIMEOUT,
             ErrorClass.CONNECTION,
         }
-        if causes and all(err.error_class in transient for _, err in causes):
+    )
+
+    def __init__(self, route: str, causes: list[tuple[str, UpstreamError]]) -> None:
+        parts = "; ".join(f"{dep}: {err.error_class.value} ({err.message})" for dep, err in causes)
+        super().__init__(f"All deployments for model '{route}' failed: {parts or 'no candidates'}")
+        self.route = route
+        self.causes = causes
+        classes = {err.error_class for _, err in causes}
+        # A deployment that cannot take this request does not stop one that is only down for now.
+        if causes and classes & self.TRANSIENT and classes <= self.TRANSIENT | self.CLIENT_SIDE:
             self.status = 503
             self.code = "all_deployments_unavailable"
+        elif causes and classes <= self.CLIENT_SIDE:
+            self.status, self.type = 400, "invalid_request_error"
+            if ErrorClass.CONTEXT_LENGTH in classes:
+                self.code, self.param = "context_length_exceeded", "messages"
+                lead = f"The request does not fit any deployment for model '{route}'"
+            else:
+                self.code = "unsupported_value"
+                self.param = next((err.param for _, err in causes if err.param), None)
+                what = f"'{self.param}'" if self.param else "this input"
+                lead = f"No deployment for model '{route}' supports {what}"
+            self.message = f"{lead}. {self.message}"

@@ -158,6 +158,79 @@ def test_local_response_does_not_leak_the_model_path(local_sdk: openai.OpenAI) -
     assert "/" not in out.model and not out.model.endswith(".gguf")
 
 
+# --- requests the text-only local model cannot serve ------------------------------------------
+
+PIXEL = (  # a 1x1 PNG
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+IMAGE_MSG: Any = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": PIXEL}},
+        ],
+    }
+]
+
+
+@pytest.mark.slow
+def test_local_image_is_a_400_and_never_opens_the_breaker(
+    local_gw: RunningGateway, local_sdk: openai.OpenAI
+) -> None:
+    """llama.cpp answers an image on a text-only model with HTTP 500 "image input is not
+    supported": the client's request, not the server's health. Threshold is 5 by default."""
+    for _ in range(6):
+        with pytest.raises(openai.BadRequestError) as exc:
+            local_sdk.chat.completions.create(model="local", messages=IMAGE_MSG, max_tokens=4)
+        err = exc.value.response.json()["error"]
+        assert (err["type"], err["param"]) == ("invalid_request_error", "messages[0].content[1].type")
+        assert "image input is not supported" in err["message"]
+    assert local_gw.gateway.runtime.router.breakers.get(DEPLOYMENT).state == "closed"
+    block = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PIXEL.split(",")[1]},
+    }
+    resp = httpx.post(
+        local_gw.url + "/v1/messages",
+        json={"model": "local", "max_tokens": 4, "messages": [{"role": "user", "content": [block]}]},
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=60,
+    )
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+    assert "messages[0].content[0].type" in resp.json()["error"]["message"]
+    out = local_sdk.chat.completions.create(model="local", messages=MSG, max_tokens=4)
+    assert out.choices[0].message.content is not None
+
+
+@pytest.mark.slow
+def test_local_context_length_is_openai_context_length_exceeded(local_gw: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=local_gw.base_url, api_key="placeholder", timeout=60)  # SDK retries on
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.with_raw_response.create(
+            model="local", messages=[{"role": "user", "content": "hello " * 5000}], max_tokens=4
+        )
+    err = exc.value.response.json()["error"]
+    assert (err["type"], err["param"], err["code"]) == (
+        "invalid_request_error",
+        "messages",
+        "context_length_exceeded",
+    )
+    row = _row(local_gw, exc.value.response.headers["x-request-id"])
+    assert row.status == 400 and len(row.attempts) == 1
+
+
+@pytest.mark.slow
+def test_local_client_error_has_openai_error_shape(local_sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        local_sdk.chat.completions.create(model="local", messages=MSG, max_tokens=4, n=3)
+    err = exc.value.response.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert (err["type"], err["param"]) == ("invalid_request_error", "n")
+
+
 # --- missing weights ------------------------------------------------------------------------
 
 

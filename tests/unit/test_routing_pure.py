@@ -204,6 +204,7 @@ MOVE_ON = [
     ErrorClass.MALFORMED,
     ErrorClass.CIRCUIT_OPEN,
     ErrorClass.COOLDOWN,
+    ErrorClass.UNSUPPORTED,
 ]
 
 
@@ -329,6 +330,7 @@ def test_decide_uses_backoff_without_retry_after(cls: ErrorClass, attempt: int) 
         (ErrorClass.CLIENT_ERROR, False),
         (ErrorClass.CONTEXT_LENGTH, False),
         (ErrorClass.CONTENT_POLICY, False),
+        (ErrorClass.UNSUPPORTED, False),
     ],
 )
 def test_counts_against_breaker(cls: ErrorClass, counts: bool) -> None:

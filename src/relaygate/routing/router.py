@@ -94,7 +94,10 @@ class Router:
         region block, before moving on; later deployments of that provider are skipped.
 
         Raises ``UpstreamError`` with class ``client_error`` (relay to the client unchanged),
-        ``RateLimitError`` when only waits stand in the way, else ``AllCandidatesFailedError``.
+        ``RateLimitError`` when only waits stand in the way, else ``AllCandidatesFailedError``
+        (a 400 when every cause was the request's own: unsupported input, context length).
+        Failures that say nothing about a deployment's health (client errors, unsupported input,
+        context length, content policy) never count toward its circuit breaker.
         """
         route = self.config.routes[route_name]
         if candidates is not None:
@@ -147,21 +150,17 @@ class Router:
                     self._record(served, dep, None, ErrorClass.UNSUPPORTED.value, t0)
                     breaker.on_neutral()
                     unsupported.append(bad)
-                    causes.append(
-                        (
-                            did,
-                            UpstreamError(
-                                f"cannot serve this request: {bad.message}",
-                                error_class=ErrorClass.UNSUPPORTED,
-                            ),
-                        )
+                    cause = UpstreamError(
+                        f"cannot serve this request: {bad.message}", error_class=ErrorClass.UNSUPPORTED
                     )
+                    cause.param = bad.param
+                    causes.append((did, cause))
                     break
                 except UpstreamError as err:
                     self._record(served, dep, err.upstream_status, err.error_class.value, t0)
                     if retry.counts_against_breaker(err.error_class):
                         self._failed(breaker, did)
-                    else:
+                    else:  # the request's own fault (400, unsupported input, too long): health unknown
                         breaker.on_neutral()
                     if err.retry_after_s:
                         self.cooldown_until[did] = max(
