@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -303,8 +304,31 @@ def test_cutoff_with_expiry_lifts_itself(admin: Admin) -> None:
         ({"provider": "nope", "region": "EU", "reason": "x"}, 404),
         ({"provider": "eu", "region": "EU"}, 400),
         ({"provider": "eu", "region": "EU", "reason": "x", "expires_in_s": -1}, 400),
+        ({"provider": "eu", "region": "Narnia", "reason": "x"}, 400),
+        ({"provider": "eu", "region": "XX", "reason": "x"}, 400),
+        ({"provider": "eu", "region": "EU", "reason": "x", "expires_in": "soon"}, 400),
+        ({"provider": "eu", "region": "EU", "reason": "x", "expires_in": "0h"}, 400),
+        ({"provider": "eu", "region": "EU", "reason": "x", "expires_at": "2020-01-01T00:00:00Z"}, 400),
+        ({"provider": "eu", "region": "EU", "reason": "x", "expires_at": "2999-01-01T00:00:00"}, 400),
+        ({"provider": "eu", "region": "EU", "reason": "x", "expires_at": "tomorrow"}, 400),
+        (
+            {"provider": "eu", "reason": "x", "expires_in": "2h", "expires_at": "2999-01-01T00:00:00Z"},
+            400,
+        ),
     ],
-    ids=["unknown-provider", "no-reason", "negative-expiry"],
+    ids=[
+        "unknown-provider",
+        "no-reason",
+        "negative-expiry",
+        "made-up-region",
+        "unassigned-region",
+        "bad-duration",
+        "zero-duration",
+        "expiry-in-the-past",
+        "expiry-without-offset",
+        "expiry-not-a-time",
+        "two-expiries",
+    ],
 )
 def test_cutoff_set_rejects_bad_input(admin: Admin, body: dict[str, Any], status: int) -> None:
     resp = admin.call("POST", "/admin/cutoffs", json=body)
@@ -471,3 +495,54 @@ def test_tenant_upsert_sets_and_moves_the_region_with_an_audit_trail(admin: Admi
     assert [e["details"].get("region_changed_from") for e in events] == [None, "DE"]
     bad = admin.call("PUT", "/admin/tenants/globex", json={"region": "Europe"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "region"
+
+
+def test_cutoff_expiry_as_a_duration_or_an_rfc3339_time(admin: Admin) -> None:
+    """``expires_in`` as the CLI's --expires, ``expires_at`` as RFC 3339 with an offset."""
+    t0 = datetime.now(UTC)
+    made = admin.call(
+        "POST", "/admin/cutoffs", json={"provider": "eu", "region": "cn", "reason": "r", "expires_in": "2h"}
+    )
+    assert made.status_code == 201, made.text
+    expires = datetime.fromisoformat(made.json()["expires_at"])
+    assert timedelta(minutes=119) < expires - t0 <= timedelta(hours=2, seconds=5)
+    assert made.json()["region"] == "CN"
+
+    at = "2999-01-02T03:04:05+02:00"
+    made = admin.call("POST", "/admin/cutoffs", json={"provider": "us", "reason": "r", "expires_at": at})
+    assert made.status_code == 201, made.text
+    assert made.json()["region"] == "*"
+    assert datetime.fromisoformat(made.json()["expires_at"]) == datetime.fromisoformat(at)
+    listed = {c["provider"]: c for c in admin.call("GET", "/admin/cutoffs").json()["data"]}
+    assert set(listed) == {"eu", "us"} and all(c["expires_at"] for c in listed.values())
+
+
+def test_bad_region_error_names_the_field_and_the_rule(admin: Admin) -> None:
+    resp = admin.call("POST", "/admin/cutoffs", json={"provider": "simus", "region": "Narnia", "reason": "x"})
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    assert err["param"] == "region" and "ISO 3166-1 alpha-2" in err["message"]
+    assert not err["message"].startswith("region: Value error")
+    key = admin.call("POST", "/admin/keys", json={"tenant": "newco", "region": "Mars"})
+    assert key.status_code == 400 and key.json()["error"]["param"] == "region"
+    tenant = admin.call("PUT", "/admin/tenants/newco", json={"region": "Mars"})
+    assert tenant.status_code == 400
+    assert admin.audit_kinds("key.") == [] and admin.audit_kinds("tenant.") == []
+
+
+def test_openapi_describes_every_request_body(admin: Admin) -> None:
+    paths = admin.call("GET", "/admin/openapi.json", key=None).json()["paths"]
+
+    def body(path: str, method: str) -> dict[str, Any]:
+        schema: dict[str, Any] = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+        return schema
+
+    cutoff = body("/admin/cutoffs", "post")
+    assert set(cutoff["required"]) == {"provider", "reason"}
+    assert {"provider", "region", "reason", "expires_in", "expires_at", "expires_in_s"} <= set(
+        cutoff["properties"]
+    )
+    assert cutoff["additionalProperties"] is False
+    assert body("/admin/keys", "post")["required"] == ["tenant"]
+    assert "region" in body("/admin/tenants/{name}", "put")["properties"]
+    assert "request" in body("/admin/policy/explain", "post")["required"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,7 +180,7 @@ def test_check_config_bad_yaml_and_missing_file(cli: Any, tmp_path: Path) -> Non
 
 
 def test_keys_create_prints_only_the_key_and_list_never_shows_it(cli: Any) -> None:
-    out = cli("keys", "create", "--tenant", "acme", "--region", "EU")
+    out = cli("keys", "create", "--tenant", "acme", "--region", "EU", "--new-tenant")
     assert out.returncode == 0, out.stderr
     assert out.stdout.endswith("\n")
     lines = out.stdout.splitlines()
@@ -207,7 +208,7 @@ def test_usage_by_tenant_after_a_gateway_run(
     tmp_path: Path,
     e2e_openai: Callable[..., openai.OpenAI],
 ) -> None:
-    key = cli("keys", "create", "--tenant", "acme", "--region", "EU").stdout.strip()
+    key = cli("keys", "create", "--tenant", "acme", "--region", "EU", "--new-tenant").stdout.strip()
     assert key.startswith("rg-")
     # the gateway finds the same database through RELAYGATE_HOME, as `relaygate serve` would
     monkeypatch.setenv("RELAYGATE_HOME", cli_env["RELAYGATE_HOME"])
@@ -334,3 +335,21 @@ def test_sim_command_serves_a_scenario_file(popen: Any, tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr
     assert f"listening on http://127.0.0.1:{port}/v1" in stderr
+
+
+# --- listening -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["serve", "sim"])
+def test_a_busy_port_is_one_line_and_exit_1(cli: Any, tmp_path: Path, command: str) -> None:
+    """Not a traceback (sim) nor uvicorn's exit 3 (serve), which the CLI keeps for warnings."""
+    config = _write(tmp_path, "relaygate.yaml", "auth: {mode: open}\n")
+    args = ["--config", config] if command == "serve" else []
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = cli(command, *args, "--host", "127.0.0.1", "--port", str(port), timeout=30)
+    assert out.returncode == 1, out.stderr
+    assert f"port {port} is in use" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""

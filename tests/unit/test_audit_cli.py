@@ -86,8 +86,20 @@ def test_verify_ok(engine: sa.Engine) -> None:
 
 
 def test_verify_empty_database(tmp_path: Path) -> None:
-    result = run("verify", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_database(url).dispose()
+    result = run("verify", "--db", url)
     assert result.exit_code == 0 and "ok: 0 events" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["verify"], ["list"]])
+def test_a_missing_database_is_an_error_not_an_empty_chain(tmp_path: Path, command: list[str]) -> None:
+    """A mistyped --db must not create a database and answer "ok: 0 events" (a false all-clear)."""
+    path = tmp_path / "nonexistent" / "dir" / "x.db"
+    result = run(*command, "--db", f"sqlite:///{path}")
+    assert result.exit_code == 4, result.output
+    assert f"no database at {path}" in result.stderr and "ok" not in result.stderr
+    assert not path.parent.exists()
 
 
 @pytest.mark.parametrize(

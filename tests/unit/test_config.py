@@ -536,3 +536,99 @@ def test_tenant_key_exactly_one(kw: dict[str, str], ok: bool) -> None:
     else:
         with pytest.raises(ValidationError):
             TenantKey(**kw)
+
+
+# --------------------------------------------------------------------------- regions and keys
+
+
+REGION_ERRORS = [
+    pytest.param(
+        "providers:\n  openai:\n    protocol: openai\n    base_url: https://x\n    jurisdiction: USA\n",
+        5,
+        "providers.openai.jurisdiction",
+        "did you mean US?",
+        id="jurisdiction-alpha-3",
+    ),
+    pytest.param(
+        "providers:\n  openai:\n    protocol: openai\n    base_url: https://x\n    jurisdiction: Narnia\n",
+        5,
+        "providers.openai.jurisdiction",
+        "not an ISO 3166-1 alpha-2 code",
+        id="jurisdiction-made-up",
+    ),
+    pytest.param(
+        "providers:\n  openai:\n    protocol: openai\n    base_url: https://x\n"
+        "    region_base_urls: {Chna: 'http://egress:8080/v1'}\n",
+        5,
+        "providers.openai.region_base_urls",
+        "'Chna'",
+        id="region-base-url-key",
+    ),
+    pytest.param("tenants:\n  acme:\n    region: XX\n", 3, "tenants.acme.region", "'XX'", id="tenant-xx"),
+    pytest.param(
+        "policy:\n  rules:\n    - name: r\n      deny: 'true'\n      match: {tenant_region: [EU, Narnia]}\n",
+        5,
+        "policy.rules.0.match.tenant_region",
+        "'Narnia'",
+        id="policy-tenant-region",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "field", "reason"), REGION_ERRORS)
+def test_every_region_field_takes_only_iso_codes_or_groups(
+    text: str, line: int, field: str, reason: str
+) -> None:
+    """A made-up or mistyped region passes a pattern check and then silently never matches."""
+    e = _err(text)
+    _check_one_line(e)
+    assert (e.line, e.field) == (line, field), str(e)
+    assert reason in e.reason and "ISO 3166-1 alpha-2" in e.reason, str(e)
+
+
+def test_region_fields_are_normalised() -> None:
+    cfg = load_config_text(
+        "providers:\n  p: {protocol: openai, base_url: 'https://x', jurisdiction: fr,"
+        " region_base_urls: {cn: 'http://egress:8080/v1'}}\n"
+        "tenants:\n  acme: {region: eea}\n"
+        "policy:\n  rules:\n    - {name: r, deny: 'true', match: {tenant_region: [aq, eu]}}\n"
+    )
+    provider = cfg.providers["p"]
+    assert provider.jurisdiction == "FR" and provider.region_base_urls == {"CN": "http://egress:8080/v1"}
+    assert cfg.tenants["acme"].region == "EEA"
+    assert cfg.policy.rules[0].match.tenant_region == ["AQ", "EU"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "reason"),
+    [
+        pytest.param(
+            "tenants:\n  acme:\n    keys: [{key_env: SHARED}]\n  beta:\n    keys:\n      - key_env: SHARED\n",
+            6,
+            "tenants.beta.keys.0.key_env",
+            "key_env 'SHARED' is already used by tenants.acme.keys.0",
+            id="key-env-on-two-tenants",
+        ),
+        pytest.param(
+            f"tenants:\n  acme:\n    keys: [{{key_sha256: {SHA}}}]\n"
+            f"  beta:\n    keys: [{{key_sha256: {SHA}}}]\n",
+            5,
+            "tenants.beta.keys.0.key_sha256",
+            "already used by tenants.acme.keys.0",
+            id="key-sha-on-two-tenants",
+        ),
+        pytest.param(
+            "tenants:\n  acme:\n    keys:\n      - key_env: K\n      - key_env: K\n",
+            5,
+            "tenants.acme.keys.1.key_env",
+            "already used by tenants.acme.keys.0",
+            id="key-env-twice-on-one-tenant",
+        ),
+    ],
+)
+def test_one_key_on_two_tenants_is_rejected(text: str, line: int, field: str, reason: str) -> None:
+    """The tenant of a request (its budget, limits, policy) must not depend on lookup order."""
+    e = _err(text)
+    _check_one_line(e)
+    assert (e.line, e.field) == (line, field), str(e)
+    assert reason in e.reason, str(e)

@@ -322,7 +322,9 @@ def test_bad_config_exits_2(env: tuple[str, str], tmp_path: Path) -> None:
 def test_help_documents_exit_codes() -> None:
     result = CliRunner().invoke(app, ["drill", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "3 some route/region would be left" in " ".join(result.stdout.split())
+    text = " ".join(result.stdout.split())
+    assert "3 some route/region would be left" in text
+    assert "4 database error" in text and "1 database error" not in text  # as README and code say
 
 
 # -- the pure core on hand-written traffic ---------------------------------------------------------

@@ -140,3 +140,12 @@ def test_usage_bad_options_exit_2(app: typer.Typer, db_url: str, args: list[str]
     assert result.exit_code == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def test_usage_on_a_missing_database_exits_4_and_creates_nothing(app: typer.Typer, tmp_path: Path) -> None:
+    """A mistyped path must not answer "no requests" from a new, empty database."""
+    path = tmp_path / "nonexistent" / "dir" / "x.db"
+    result = CliRunner().invoke(app, ["usage", "--db", f"sqlite:///{path}"])
+    assert result.exit_code == 4, result.output
+    assert f"no database at {path}" in result.stderr and result.stdout == ""
+    assert not path.parent.exists()

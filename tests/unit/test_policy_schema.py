@@ -59,8 +59,14 @@ def test_match_lists() -> None:
         PolicyRule.model_validate({"name": "x", "deny": "true", "match": {"tenant_region": []}})
     with pytest.raises(ValidationError):
         PolicyRule.model_validate({"name": "x", "deny": "true", "match": {"data_class": ["secret"]}})
-    with pytest.raises(ValidationError, match="region code"):
+    with pytest.raises(ValidationError, match="ISO 3166-1 alpha-2"):
         PolicyRule.model_validate({"name": "x", "deny": "true", "match": {"tenant_region": ["E U"]}})
+    # A well-formed code that names no country would silently never match a tenant.
+    for typo in ("Narnia", "XX", "Europe", "us-east-1"):
+        with pytest.raises(ValidationError, match="ISO 3166-1 alpha-2"):
+            PolicyRule.model_validate({"name": "x", "deny": "true", "match": {"tenant_region": [typo]}})
+    eea = PolicyRule.model_validate({"name": "x", "deny": "true", "match": {"tenant_region": ["eea", "AQ"]}})
+    assert eea.match.tenant_region == ["EEA", "AQ"]
 
 
 def test_provider_facts_mixin() -> None:

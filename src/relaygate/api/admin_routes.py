@@ -16,15 +16,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 
-from relaygate.api.auth import Principal, is_virtual_key
 from relaygate.api.error_render import openai_error_body
-from relaygate.config.schema import check_region
+from relaygate.auth import Principal, is_virtual_key
+from relaygate.config.regions import check_cutoff_region, check_region
+from relaygate.durations import parse_duration
 from relaygate.errors import (
     AuthenticationError,
     GatewayError,
@@ -45,20 +54,68 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_REGION_DOC = "ISO 3166-1 alpha-2 code (DE, CN, US), EU or EEA"
+
+
 class KeyCreate(_Body):
     tenant: str = Field(min_length=1, max_length=128)
-    region: str | None = None
+    region: str | None = Field(None, description=_REGION_DOC)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return check_region(v)
 
 
 class TenantUpsert(_Body):
-    region: str | None = None
+    region: str | None = Field(None, description=_REGION_DOC)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        return check_region(v)
 
 
 class CutoffSet(_Body):
-    provider: str = Field(min_length=1)
-    region: str = "*"
+    """At most one expiry: ``expires_in`` (a duration, as ``relaygate cutoff set --expires``),
+    ``expires_at`` (RFC 3339 with an offset) or ``expires_in_s`` (seconds); none: until cleared."""
+
+    provider: str = Field(min_length=1, description="a provider of the config")
+    region: str = Field("*", description=f"{_REGION_DOC}, or * for every region")
     reason: str = Field(min_length=1)
-    expires_in_s: float | None = Field(None, gt=0)
+    expires_in: str | None = Field(None, description="duration: 30m, 2h, 1d, 1w, 1h30m", examples=["2h"])
+    expires_at: AwareDatetime | None = Field(None, description="RFC 3339, e.g. 2030-01-01T00:00:00Z")
+    expires_in_s: float | None = Field(None, gt=0, description="seconds")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        return check_cutoff_region(v)
+
+    @field_validator("expires_in")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> CutoffSet:
+        given = [n for n in ("expires_in", "expires_at", "expires_in_s") if getattr(self, n) is not None]
+        if len(given) > 1:
+            both = " and ".join(given)
+            raise ValueError(f"give at most one of expires_in, expires_at, expires_in_s, not {both}")
+        return self
+
+    def expiry(self, now: datetime) -> datetime | None:
+        """When the cutoff lifts (aware UTC), or None. Raises ``ValueError`` for a past ``expires_at``."""
+        if self.expires_at is not None:
+            if self.expires_at <= now:
+                raise ValueError(f"expires_at {self.expires_at.isoformat()} is not in the future")
+            return self.expires_at.astimezone(UTC)
+        if self.expires_in is not None:
+            return now + parse_duration(self.expires_in)
+        return now + timedelta(seconds=self.expires_in_s) if self.expires_in_s else None
 
 
 class Explain(_Body):
@@ -79,8 +136,9 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
         first = exc.errors()[0]
+        msg = str(first["msg"]).removeprefix("Value error, ")
         raise InvalidRequestError(
-            f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}",
+            f"{'.'.join(map(str, first['loc'])) or 'body'}: {msg}",
             param=".".join(map(str, first["loc"])) or None,
         ) from exc
 
@@ -177,9 +235,7 @@ def _asdict(obj: Any) -> dict[str, Any]:
 async def create_key(request: Request, gw: Gateway) -> Response:
     """
     summary: Create a virtual key; the key is in the answer once and never again
-    requestBody: {content: {application/json: {schema: {type: object, required: [tenant],
-      properties: {tenant: {type: string}, region: {type: string}}}}}}
-    responses: {201: {description: "key_id and key"}}
+    responses: {201: {description: "key_id and key"}, 400: {description: "bad tenant or region"}}
     """
     body = await _parse(request, KeyCreate)
     key_id, key = await asyncio.to_thread(
@@ -226,11 +282,15 @@ async def list_cutoffs(request: Request, gw: Gateway) -> Response:
 
 async def set_cutoff(request: Request, gw: Gateway) -> Response:
     """
-    summary: Cut a provider off for a region (``*`` = every region), optionally for a while
-    responses: {201: {description: "the cutoff"}}
+    summary: Cut a provider off for a region (``*`` = every region), optionally until an expiry
+    responses: {201: {description: "the cutoff"}, 400: {description: "bad region or expiry"},
+      404: {description: "unknown provider"}}
     """
     body = await _parse(request, CutoffSet)
-    expires = datetime.now(UTC) + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    try:
+        expires = body.expiry(datetime.now(UTC))
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), param="expires_at") from exc
     if body.provider not in gw.config.providers:
         raise NotFoundError(
             f"Unknown provider {body.provider!r}.", param="provider", code="provider_not_found"
@@ -326,9 +386,31 @@ def admin_routes() -> list[BaseRoute]:
         ("/admin/audit", audit, ["GET"]),
     ]
     routes: list[BaseRoute] = [Route(path, _endpoint(fn), methods=m) for path, fn, m in table]
-    schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "relaygate admin API", "version": "1"}})
+    # 3.1: its schema objects are JSON Schema 2020-12, what pydantic's model_json_schema() writes.
+    schemas = SchemaGenerator({"openapi": "3.1.0", "info": {"title": "relaygate admin API", "version": "1"}})
 
     async def openapi(request: Request) -> Response:
-        return _json(schemas.get_schema(routes))
+        return _json(_with_bodies(schemas.get_schema(routes)))
 
     return [*routes, Route("/admin/openapi.json", openapi, methods=["GET"], include_in_schema=False)]
+
+
+# The request body model of each endpoint that takes one, for the OpenAPI description.
+_BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("/admin/tenants/{name}", "put"): TenantUpsert,
+    ("/admin/keys", "post"): KeyCreate,
+    ("/admin/cutoffs", "post"): CutoffSet,
+    ("/admin/policy/explain", "post"): Explain,
+}
+
+
+def _with_bodies(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a ``requestBody`` (the pydantic model's JSON Schema) on every endpoint in ``_BODIES``."""
+    for (path, method), model in _BODIES.items():
+        operation = doc.get("paths", {}).get(path, {}).get(method)
+        if operation is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {_JSON: {"schema": model.model_json_schema()}},
+            }
+    return doc

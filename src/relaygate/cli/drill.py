@@ -40,7 +40,7 @@ HELP = (
     "affected, what would serve instead, change in USD per 1M tokens. "
     "e.g. `relaygate drill --cutoff openai:CN --since 7d`.\n\n"
     "Exit codes: 0 every route/region keeps an allowed deployment; 3 some route/region would be left "
-    "with NO ALLOWED DEPLOYMENT; 2 bad argument or config; 1 database error."
+    "with NO ALLOWED DEPLOYMENT; 2 bad argument or config; 4 database error."
 )
 _FORMATS = ("table", "json")
 
@@ -107,7 +107,7 @@ def _read_ledger(
     """Traffic since ``start``, the (provider, region) cutoffs in force and the published eval
     quality; exit 4 on a database error."""
     try:
-        engine = open_database(db)
+        engine = open_database(db, create=False)
         try:
             traffic = UsageStore(engine).traffic_by(start)
             active = [(c.provider, c.region) for c in CutoffStore(engine).active()]

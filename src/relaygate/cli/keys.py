@@ -2,6 +2,9 @@
 
 Results go to standard output (``create`` prints the new key alone on one line, so
 ``KEY=$(relaygate keys create --tenant acme)`` works); messages go to standard error.
+``create`` refuses a tenant that neither the config nor the database knows unless
+``--new-tenant`` is given: a mistyped tenant would otherwise get a key outside its budget and
+policy. Exit codes: ``relaygate.cli.common``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from relaygate.cli.common import ConfigPathOption, DbOption, cli_actor, open_store, stderr
+from relaygate.cli.common import ConfigPathOption, DbOption, cli_actor, open_store, resolve_config, stderr
+from relaygate.config.regions import check_region
 from relaygate.ledger.key_store import KeyStore
 
 __all__ = ["app"]
@@ -23,21 +28,44 @@ __all__ = ["app"]
 app = typer.Typer(help="Create, list and revoke virtual keys.", no_args_is_help=True, add_completion=False)
 
 
-def _key_store(db: str | None, config: Path | None) -> AbstractContextManager[KeyStore]:
-    return open_store(db, KeyStore, config)
+def _key_store(
+    db: str | None, config: Path | None, *, create: bool = False
+) -> AbstractContextManager[KeyStore]:
+    return open_store(db, KeyStore, config, create=create)
 
 
 @app.command()
 def create(
-    tenant: Annotated[str, typer.Option("--tenant", help="tenant name (created if new)")],
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant name, from the config or the database")],
     region: Annotated[
-        str | None, typer.Option("--region", help="region whose law applies to the tenant, e.g. EU, US, CN")
+        str | None,
+        typer.Option("--region", help="region whose law applies to the tenant: ISO 3166-1 alpha-2, EU, EEA"),
     ] = None,
+    new_tenant: Annotated[
+        bool, typer.Option("--new-tenant", help="create the tenant in the database if nothing knows it")
+    ] = False,
     db: DbOption = None,
     config: ConfigPathOption = None,
 ) -> None:
     """Create a key for a tenant and print it once; only its hash is stored."""
-    with _key_store(db, config) as store:
+    try:
+        region = check_region(region)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--region'") from None
+    cfg = resolve_config(config)
+    configured = set(cfg.tenants) if cfg is not None else set()
+    with _key_store(db, config, create=True) as store:
+        if tenant not in configured and not new_tenant:
+            known = configured | {t.name for t in store.list_tenants()}
+            if tenant not in known:
+                names = escape(", ".join(sorted(known)) or "none")
+                where = "" if cfg is not None else "; no config given"
+                stderr().print(
+                    f"[red]error:[/red] unknown tenant {escape(repr(tenant))} (known: {names}{where}); "
+                    "check the spelling, or pass --new-tenant to create it",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(2)
         try:
             key_id, plaintext = store.create_key(tenant, region, actor=cli_actor())
         except ValueError as exc:

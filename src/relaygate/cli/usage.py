@@ -37,7 +37,7 @@ def usage(
         raise typer.BadParameter(str(exc), param_hint="'--since'") from None
     start = datetime.now(UTC) - window
     try:
-        engine = open_database(resolve_db(db, config))
+        engine = open_database(resolve_db(db, config), create=False)
         try:
             rows = UsageStore(engine).query_usage(start, cast(GroupBy, by))
         finally:

@@ -89,11 +89,14 @@ def load_config_text(text: str, filename: str = "<string>") -> Config:
 
 
 def check_semantics(config: Config, filename: str = "<config>", root: Any = None) -> None:
-    """Checks that need more than the schema: provider catalog names and policy rules compile.
+    """Checks that need more than the schema: each virtual key belongs to one tenant, provider
+    catalog names exist and policy rules compile.
 
     Raises ``ConfigError`` naming the field (``policy.rules.3``) and its line.
     """
     from relaygate.policy import PolicyError, catalog_entry, compile_policy
+
+    _check_unique_keys(config, filename, root)
 
     for name, provider in config.providers.items():
         if provider.catalog is not None:
@@ -107,6 +110,21 @@ def check_semantics(config: Config, filename: str = "<config>", root: Any = None
     except PolicyError as exc:
         path, line = _locate(root, ["policy", "rules", exc.index])
         raise ConfigError(filename, path, f"({exc.name}) {exc.message}", line) from exc
+
+
+def _check_unique_keys(config: Config, filename: str, root: Any) -> None:
+    """One key (the same ``key_env`` or ``key_sha256``) on two tenants would make the tenant of a
+    request depend on lookup order: a budget or policy could apply to the wrong tenant."""
+    seen: dict[tuple[str, str], str] = {}
+    for tname, tenant in config.tenants.items():
+        for i, key in enumerate(tenant.keys):
+            field = "key_env" if key.key_env is not None else "key_sha256"
+            value = str(getattr(key, field))
+            where = f"tenants.{tname}.keys.{i}"
+            first = seen.setdefault((field, value), where)
+            if first != where:
+                path, line = _locate(root, ["tenants", tname, "keys", i, field])
+                raise ConfigError(filename, path, f"{field} {value!r} is already used by {first}", line)
 
 
 def _key(node: yaml.MappingNode, part: str | int) -> tuple[Any, Any] | None:

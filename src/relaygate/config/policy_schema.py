@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from relaygate.config.regions import check_region
+
 __all__ = [
     "DATA_CLASSES",
     "DataClass",
@@ -34,7 +36,6 @@ DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "personal", "restri
 # Rule names travel in the ``x-relaygate-policy`` response header, so keep them header-safe.
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
-_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
 class _Strict(BaseModel):
@@ -80,7 +81,8 @@ class TenantPolicy(_Strict):
 class RuleMatch(_Strict):
     """Which requests (and candidates) a rule applies to. An omitted list means "any".
 
-    - ``tenant_region``: ISO codes (or ``EU``-style groups) compared case-insensitively. A request
+    - ``tenant_region``: ISO 3166-1 alpha-2 codes or ``EU`` / ``EEA`` (``relaygate.config.regions``),
+      compared case-insensitively. A request
       without a tenant region matches only rules that omit this list.
     - ``data_class`` / ``min_data_class``: exact classes, or "this class or more sensitive".
     - ``route``, ``tenant``: exact names.
@@ -97,12 +99,7 @@ class RuleMatch(_Strict):
     @field_validator("tenant_region")
     @classmethod
     def _regions(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        for region in v:
-            if not _REGION.match(region):
-                raise ValueError(f"region {region!r} is not a region code")
-        return [r.upper() for r in v]
+        return None if v is None else [str(check_region(r)) for r in v]
 
     @field_validator("tags")
     @classmethod

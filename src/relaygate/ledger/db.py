@@ -79,26 +79,32 @@ def resolve_db_url(explicit: str | None, environ: Mapping[str, str] | None = Non
     return explicit if explicit else default_db_url(environ)
 
 
-def create_db_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = False) -> sa.Engine:
+def create_db_engine(
+    url: str, *, busy_timeout_ms: int = 5000, echo: bool = False, create: bool = True
+) -> sa.Engine:
     """A sync engine for ``url``; the caller owns it and calls ``dispose()``.
 
-    SQLite files: the parent directory is created, and every connection gets ``journal_mode=WAL``
+    SQLite files: the parent directory is created (``create=False``: a missing file is an error
+    and nothing is created, so a read-only command with a mistyped path cannot answer from a new,
+    empty database), and every connection gets ``journal_mode=WAL``
     (readers never block the writer), ``synchronous=NORMAL`` (durable at checkpoints, safe with
     WAL), ``foreign_keys=ON`` and ``busy_timeout=busy_timeout_ms`` (wait for a competing writer
     instead of failing at once). pysqlite's own transaction handling is switched off and
     SQLAlchemy emits BEGIN itself (the recipe in SQLAlchemy's pysqlite dialect docs), so DDL is
     transactional and ``transaction(write=True)`` can take the write lock up front.
     Other backends get ``pool_pre_ping`` so a restarted server costs one failed check, not an error.
-    Raises ``StorageError`` for a malformed URL, a missing driver, an uncreatable directory or
-    in-memory SQLite (connecting happens later, on first use).
+    Raises ``StorageError`` for a malformed URL, a missing driver, an uncreatable directory, a
+    missing file with ``create=False`` or in-memory SQLite (connecting happens later, on first use).
     """
     try:
         parsed = sa.make_url(url)
         if parsed.get_backend_name() != "sqlite":
             return sa.create_engine(parsed, echo=echo, pool_pre_ping=True)
         engine = sa.create_engine(parsed, echo=echo)
-    except sa_exc.SQLAlchemyError as exc:  # malformed URL, driver not installed
+    except sa_exc.SQLAlchemyError as exc:  # malformed URL, unknown dialect
         raise StorageError(f"cannot use database URL: {exc}", transient=False) from exc
+    except ImportError as exc:  # the dialect imports its DBAPI module when the engine is created
+        raise StorageError(_missing_driver(parsed, exc), transient=False) from exc
     database = parsed.database or ""
     if database in ("", ":memory:"):
         # Each pooled connection (one per worker thread) would get its own empty database.
@@ -107,13 +113,30 @@ def create_db_engine(url: str, *, busy_timeout_ms: int = 5000, echo: bool = Fals
             "in-memory SQLite is not supported; use a file (tests: a temp file)", transient=False
         )
     if not database.startswith("file:"):
-        folder = Path(database).parent
+        path = Path(database)
+        if not create and not path.is_file():
+            engine.dispose()
+            raise StorageError(f"no database at {path.absolute()}", transient=False)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create {folder}: {exc}", transient=False) from exc
+            engine.dispose()
+            raise StorageError(f"cannot create {path.parent}: {exc}", transient=False) from exc
     _install_sqlite_hooks(engine, busy_timeout_ms)
     return engine
+
+
+def _missing_driver(url: sa.URL, exc: ImportError) -> str:
+    """One line naming the missing module and how to install it."""
+    module = exc.name or str(exc)
+    if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() == "psycopg":
+            fix = "pip install 'relaygate[postgres]'"
+        else:
+            fix = "use a postgresql+psycopg:// URL after pip install 'relaygate[postgres]'"
+    else:
+        fix = f"install the Python driver for {url.drivername}"
+    return f"database driver {module!r} for {url.drivername} is not installed: {fix}"
 
 
 def _install_sqlite_hooks(engine: sa.Engine, busy_timeout_ms: int) -> None:

@@ -91,11 +91,13 @@ def migrate(url: str) -> None:
         engine.dispose()
 
 
-def open_database(url: str | None = None) -> sa.Engine:
+def open_database(url: str | None = None, *, create: bool = True) -> sa.Engine:
     """Resolve ``url`` (``None``: ``$RELAYGATE_DB_URL`` or the SQLite file under
     ``$RELAYGATE_HOME``), upgrade it to head and return an engine the caller must ``dispose()``.
+    ``create=False`` (read-only commands): a missing SQLite file raises ``StorageError``
+    ("no database at PATH") instead of being created. Raises ``StorageError``.
     """
-    engine = create_db_engine(resolve_db_url(url))
+    engine = create_db_engine(resolve_db_url(url), create=create)
     try:
         upgrade_engine(engine)
     except BaseException:
