@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from relaygate.admission import Admission, estimate_usd
-from relaygate.api.ratelimit_headers import go_duration, ratelimit_headers
 from relaygate.config import load_config_text
 from relaygate.config.schema import BreakerConfig, DeploymentConfig
 from relaygate.config.state_schema import StateConfig
 from relaygate.errors import BudgetExceededError, ConfigError, RateLimitError
 from relaygate.protocols.openai import parse_chat_request
+from relaygate.protocols.ratelimit_headers import go_duration, ratelimit_headers
 from relaygate.routing.breaker import BreakerState, CircuitBreaker
 from relaygate.state.base import Ask, Budget, Limit, MemoryState, Settlement, SharedState, StateEvent, Verdict
 from relaygate.state.limits import build_ask, limit_table
@@ -362,7 +362,7 @@ async def test_admission_raises_wire_shaped_errors() -> None:
     adm = Admission(MemoryState())
     tl = adm.limits_for(cfg, "acme")
     assert tl is not None
-    from relaygate.api.auth import Principal
+    from relaygate.auth import Principal
 
     p = Principal("acme", None, "key_1", None)
     req = parse_chat_request(b'{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":10}')

@@ -7,11 +7,14 @@ per minute (a sliding 60 s window), USD per UTC calendar day / month, timeouts i
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["BudgetConfig", "RateLimits", "StateConfig"]
+__all__ = ["BudgetConfig", "RateLimits", "StateConfig", "redis_url_problem", "resolve_redis_url"]
 
 
 class _Strict(BaseModel):
@@ -37,7 +40,8 @@ class BudgetConfig(_Strict):
     Before each call an estimate is reserved (see ``relaygate.admission``); a request that would
     start while the period's spend (settled + reserved) is at or above the limit gets 429
     ``budget_exceeded``. ``default_max_tokens`` is the completion length assumed for the
-    estimate when a request sets no ``max_tokens``.
+    estimate when a request sets no ``max_tokens``. Spend survives restarts: counters are seeded
+    from the usage ledger (``relaygate.admission``).
     """
 
     usd_per_day: float | None = Field(None, gt=0)
@@ -68,8 +72,9 @@ class StateConfig(_Strict):
     @field_validator("redis_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        problem = None if v is None else redis_url_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -79,3 +84,43 @@ class StateConfig(_Strict):
         if self.reconnect_max_ms < self.reconnect_min_ms:
             raise ValueError("reconnect_max_ms must be at least reconnect_min_ms")
         return self
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a Redis URL redis-py can open (None when it is): the scheme must be
+    ``redis://``, ``rediss://`` or ``unix://`` (what redis-py's ``Redis.from_url`` opens), a
+    port and a database path ``/N`` must be numbers, a ``unix://`` URL needs a socket path. The
+    URL's host and password are never echoed."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme, path = parts.scheme.lower(), parts.path
+        if scheme not in ("redis", "rediss", "unix"):
+            return "must start with redis://, rediss:// or unix://"
+        if scheme == "unix":
+            return None if path else "unix:// needs a socket path, e.g. unix:///run/redis.sock"
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "not a valid URL (check the host and port)"
+    if path not in ("", "/") and not path[1:].isdigit():
+        return f"the database must be a number, e.g. redis://host:6379/0, not {path[1:]!r}"
+    return None
+
+
+def resolve_redis_url(config: StateConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Redis URL ``config`` names: ``redis_url``, else the value of the env var
+    ``redis_url_env`` (``environ`` defaults to ``os.environ``); None when neither is set.
+
+    Raises ``ValueError`` (one line naming the variable, never its value) when the env var holds
+    something that is not a Redis URL; an inline ``redis_url`` was checked when loading."""
+    if config.redis_url is not None:
+        return config.redis_url
+    if not config.redis_url_env:
+        return None
+    env = os.environ if environ is None else environ
+    url = env.get(config.redis_url_env, "").strip()
+    if not url:
+        return None
+    problem = redis_url_problem(url)
+    if problem is not None:
+        raise ValueError(f"the value of {config.redis_url_env} is not a Redis URL: {problem}")
+    return url

@@ -123,6 +123,30 @@ class UsageStore:
             result = conn.execute(stmt).mappings().all()
         return [_summary(row) for row in result]
 
+    def budget_spend(
+        self, tenants: Sequence[str], day_start: datetime, month_start: datetime
+    ) -> dict[str, tuple[float, float]]:
+        """USD spent per tenant, ``tenant -> (since day_start, since month_start)``, summing
+        ``cost_usd`` (unpriced rows count 0) of ``tenants``' rows; tenants without rows are
+        absent. One query over ``ix_usage_tenant_ts``; ``day_start >= month_start`` (UTC, naive
+        means UTC). The source budgets are seeded from (``relaygate.admission``).
+        """
+        if not tenants:
+            return {}
+        cost = sa.func.coalesce(usage.c.cost_usd, 0.0)
+        stmt = (
+            sa.select(
+                usage.c.tenant,
+                sa.func.sum(sa.case((usage.c.ts >= day_start, cost), else_=0.0)).label("day"),
+                sa.func.sum(cost).label("month"),
+            )
+            .where(usage.c.tenant.in_(list(tenants)), usage.c.ts >= month_start)
+            .group_by(usage.c.tenant)
+        )
+        with transaction(self._engine) as conn:
+            rows = conn.execute(stmt).all()
+        return {row[0]: (float(row[1] or 0.0), float(row[2] or 0.0)) for row in rows}
+
     def traffic_by(self, since: datetime) -> list[TrafficSummary]:
         """Rows with ``ts >= since`` (naive means UTC) and a route, grouped by route, tenant region,
         data class, tenant, served deployment and served provider; sorted by those keys (NULLs

@@ -2,16 +2,17 @@
 
 One gateway process talks to one ``SharedState``: ``admit`` checks and records every limit of a
 request atomically (all pass, or nothing is recorded), ``settle`` adds real tokens and cost
-after the call, ``publish`` tells the other replicas of a breaker opening, a cooldown or a cutoff
-change. ``MemoryState`` is the default (one replica) and the fallback of ``RedisState`` while
-Redis is unreachable. Times are epoch seconds (wall clock: replicas compare them).
+after the call, ``seed`` starts absent budget counters from the ledger's spend, ``publish`` tells
+the other replicas of a breaker opening, a cooldown or a cutoff change. ``MemoryState`` is the
+default (one replica) and the fallback of ``RedisState`` while Redis is unreachable. Times are
+epoch seconds (wall clock: replicas compare them).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -25,6 +26,7 @@ __all__ = [
     "EventHandler",
     "Limit",
     "MemoryState",
+    "Seed",
     "Settlement",
     "SharedState",
     "StateEvent",
@@ -56,25 +58,37 @@ class Budget:
 @dataclass(frozen=True, slots=True)
 class Ask:
     """What one request needs admitted. ``group`` (the tenant) keeps all its keys together
-    (one Redis Cluster hash slot); ``reserve_usd`` is added to every budget when admitted."""
+    (one Redis Cluster hash slot); ``reserve_usd`` is added to every budget when admitted.
+    ``seed_missing``: when a budget's counter is absent (never seeded, Redis restarted or
+    flushed, a new period), record nothing and answer ``Verdict.unseeded`` so the caller can
+    ``seed`` it from the ledger first; False: an absent counter starts at 0."""
 
     request_id: str
     group: str
     limits: tuple[Limit, ...]
     budgets: tuple[Budget, ...]
     reserve_usd: float
+    seed_missing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """``checks`` line up with ``ask.limits``, ``spent_usd`` with ``ask.budgets`` (reservation
-    included when admitted). ``denied`` is the first limit or budget that refused."""
+    included when admitted). ``denied`` is the first limit or budget that refused.
+    ``unseeded``: nothing was checked or recorded, a budget counter is absent (see ``Ask``)."""
 
     ok: bool
     checks: tuple[Check, ...]
     spent_usd: tuple[float, ...]
     denied: Limit | Budget | None = None
     retry_after_s: float = 0.0
+    unseeded: bool = False
+
+
+UNSEEDED = Verdict(False, (), (), unseeded=True)
+
+Seed = tuple[str, Budget, float]
+"""``(group, budget, usd)``: start ``budget``'s counter of ``group`` at ``usd`` if it is absent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +154,7 @@ class SharedState(Protocol):
     async def close(self) -> None: ...
     async def admit(self, ask: Ask) -> Verdict: ...
     async def settle(self, s: Settlement) -> None: ...
+    async def seed(self, items: Sequence[Seed]) -> None: ...
     async def publish(self, event: StateEvent) -> None: ...
     def health(self) -> StateHealth: ...
 
@@ -147,8 +162,8 @@ class SharedState(Protocol):
 class MemoryState:
     """Limits and budgets of this process only; ``publish`` has no one to tell.
 
-    ``clock`` is epoch seconds. Windows are pruned on use; a budget counter is dropped once its
-    period ended.
+    ``clock`` is epoch seconds. Windows are pruned on use; a budget counter counts as absent
+    once its period ended, and is dropped at the next ``seed``.
     """
 
     shared = False
@@ -186,8 +201,26 @@ class MemoryState:
         if self.spent(name) < usd:
             self._spent[name] = (usd, ends_at)
 
+    def _has(self, name: str) -> bool:
+        got = self._spent.get(name)
+        return got is not None and got[1] > self.clock()
+
+    async def seed(self, items: Sequence[Seed]) -> None:
+        self.seed_now(items)
+
+    def seed_now(self, items: Sequence[Seed]) -> None:
+        """Set-if-absent: a counter that exists (admitted or seeded before) is never replaced."""
+        now = self.clock()
+        for name in [n for n, (_, ends_at) in self._spent.items() if ends_at <= now]:
+            del self._spent[name]
+        for _, b, usd in items:
+            if b.name not in self._spent:
+                self._spent[b.name] = (max(0.0, usd), b.ends_at)
+
     def admit_now(self, ask: Ask) -> Verdict:
         """Synchronous: nothing can interleave between the checks and the records."""
+        if ask.seed_missing and not all(self._has(b.name) for b in ask.budgets):
+            return UNSEEDED
         now = self.clock()
         checks: list[Check] = []
         denied: Limit | Budget | None = None
@@ -227,5 +260,6 @@ class MemoryState:
                 buckets = self._tokens.setdefault(lim.name, {})
                 buckets[sec] = buckets.get(sec, 0) + s.tokens
         if s.delta_usd:
-            for b in s.budgets:
-                self._spent[b.name] = (max(0.0, self.spent(b.name) + s.delta_usd), b.ends_at)
+            for b in s.budgets:  # an absent counter stays absent: its seed will hold this cost
+                if self._has(b.name):
+                    self._spent[b.name] = (max(0.0, self.spent(b.name) + s.delta_usd), b.ends_at)

@@ -17,7 +17,7 @@ from relaygate.config.state_schema import BudgetConfig, RateLimits
 from relaygate.state.base import Ask, Budget, Limit
 from relaygate.state.windows import budget_periods
 
-__all__ = ["TenantLimits", "build_ask", "limit_table"]
+__all__ = ["TenantLimits", "budgets_for", "build_ask", "limit_table"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ def _some(rl: RateLimits | None) -> RateLimits | None:
 
 def limit_table(config: Config, env: Mapping[str, str] | None = None) -> dict[str, TenantLimits]:
     """tenant -> its limits, for tenants that have any. A config key's id is ``cfg_`` + the
-    first 8 hex digits of its sha256 (as ``api.auth`` names it); ``env`` resolves ``key_env``."""
+    first 8 hex digits of its sha256 (as ``relaygate.auth`` names it); ``env`` resolves ``key_env``."""
     env = os.environ if env is None else env
     table: dict[str, TenantLimits] = {}
     for name, t in config.tenants.items():
@@ -65,23 +65,43 @@ def _limits(prefix: str, rl: RateLimits | None, scope: str) -> list[Limit]:
     return out
 
 
+def budgets_for(tl: TenantLimits, tenant: str, now: float) -> tuple[Budget, ...]:
+    """The day and month budgets of ``tenant`` in force at ``now`` (epoch seconds), e.g.
+    ``t:acme:usd:day:2026-11-29``; empty without a budget."""
+    if tl.budget is None:
+        return ()
+    budgets: list[Budget] = []
+    (day, day_end), (month, month_end) = budget_periods(now)
+    if tl.budget.usd_per_day is not None:
+        budgets.append(Budget(f"t:{tenant}:usd:day:{day}", tl.budget.usd_per_day, "day", day_end))
+    if tl.budget.usd_per_month is not None:
+        budgets.append(Budget(f"t:{tenant}:usd:month:{month}", tl.budget.usd_per_month, "month", month_end))
+    return tuple(budgets)
+
+
 def build_ask(
-    tl: TenantLimits, tenant: str, key_id: str | None, request_id: str, now: float, reserve_usd: float
+    tl: TenantLimits,
+    tenant: str,
+    key_id: str | None,
+    request_id: str,
+    now: float,
+    reserve_usd: float,
+    *,
+    seed_missing: bool = False,
 ) -> Ask:
     """The ``Ask`` for one request: key limits first (the tighter, usually), then the tenant's,
     then the day and month budgets. ``now``: epoch seconds; a request without a key (open
-    auth) has no key limits."""
+    auth) has no key limits. ``seed_missing``: see ``Ask``."""
     limits: list[Limit] = []
     if key_id is not None:
         limits += _limits(f"k:{key_id}", tl.key_overrides.get(key_id, tl.key_default), "key")
     limits += _limits(f"t:{tenant}", tl.tenant, "tenant")
-    budgets: list[Budget] = []
-    if tl.budget is not None:
-        (day, day_end), (month, month_end) = budget_periods(now)
-        if tl.budget.usd_per_day is not None:
-            budgets.append(Budget(f"t:{tenant}:usd:day:{day}", tl.budget.usd_per_day, "day", day_end))
-        if tl.budget.usd_per_month is not None:
-            budgets.append(
-                Budget(f"t:{tenant}:usd:month:{month}", tl.budget.usd_per_month, "month", month_end)
-            )
-    return Ask(request_id, tenant, tuple(limits), tuple(budgets), reserve_usd if budgets else 0.0)
+    budgets = budgets_for(tl, tenant, now)
+    return Ask(
+        request_id,
+        tenant,
+        tuple(limits),
+        budgets,
+        reserve_usd if budgets else 0.0,
+        seed_missing and bool(budgets),
+    )

@@ -8,13 +8,16 @@ share the tenant's ``{hash tag}`` so the script also runs on Redis Cluster.
 ``ADMIT``
     KEYS: the limits' keys, then the budgets' keys.
     ARGV: request_id, reserve_usd, n_limits, then per limit ``kind`` (``r``/``t``) and ``limit``,
-    then per budget ``limit_usd`` and ``ttl_ms``.
+    then per budget ``limit_usd`` and ``ttl_ms``, then ``seed_missing`` (``1``/``0``).
     Returns ``[denied_index (0: admitted; 1-based over limits then budgets), wait_s,
     per limit: ok, used, reset_s, ..., per budget: spent_usd, ...]`` (floats as strings: Lua
-    numbers become integers on the way out).
+    numbers become integers on the way out), or ``[-1, '0']`` when ``seed_missing`` is 1 and a
+    budget key is absent: nothing recorded, the caller seeds it from the ledger and asks again.
 ``SETTLE``
     KEYS: the tokens limits' keys, then the budgets' keys.
     ARGV: n_token_limits, tokens, delta_usd, then per budget ``ttl_ms``.
+    An absent budget key is left absent (Redis restarted or was flushed): the ledger seed that
+    recreates it already holds this cost, or will once the ledger writer flushes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local nl = tonumber(ARGV[3])
+local base = 3 + 2 * nl
+if ARGV[base + 2 * (#KEYS - nl) + 1] == '1' then
+  for j = nl + 1, #KEYS do
+    if redis.call('EXISTS', KEYS[j]) == 0 then return {-1, '0'} end
+  end
+end
 local out = {}
 local denied = 0
 local wait = 0
@@ -83,7 +92,6 @@ for i = 1, nl do
   out[#out + 1] = tostring(reset)
 end
 local nb = #KEYS - nl
-local base = 3 + 2 * nl
 local spent = {}
 for j = 1, nb do
   spent[j] = tonumber(redis.call('GET', KEYS[nl + j]) or '0')
@@ -122,9 +130,11 @@ if tokens > 0 then
 end
 if delta ~= 0 then
   for j = nt + 1, #KEYS do
-    local v = tonumber(redis.call('INCRBYFLOAT', KEYS[j], ARGV[3]))
-    if v < 0 then redis.call('SET', KEYS[j], '0', 'KEEPTTL') end
-    if redis.call('PTTL', KEYS[j]) < 0 then redis.call('PEXPIRE', KEYS[j], ARGV[3 + j - nt]) end
+    if redis.call('EXISTS', KEYS[j]) == 1 then
+      local v = tonumber(redis.call('INCRBYFLOAT', KEYS[j], ARGV[3]))
+      if v < 0 then redis.call('SET', KEYS[j], '0', 'KEEPTTL') end
+      if redis.call('PTTL', KEYS[j]) < 0 then redis.call('PEXPIRE', KEYS[j], ARGV[3 + j - nt]) end
+    end
   end
 end
 return 1

@@ -7,8 +7,12 @@ message on ``{prefix}events`` (pub/sub, for the replicas listening now).
 Redis is never allowed to fail a request: every command is bounded by ``op_timeout_ms``; on any
 error the replica marks itself down (``health()``, ``/healthz`` says ``degraded``) and serves
 on its ``MemoryState`` (limits then hold per replica). A supervisor task reconnects with
-exponential backoff, re-subscribes, pushes the spend counted locally meanwhile, reads the event
-keys and emits a local ``resync`` event so the gateway re-publishes its open breakers.
+exponential backoff, re-subscribes, pushes the spend counted locally meanwhile (into counters
+that still exist; one that Redis lost is re-seeded from the ledger, which holds that spend), reads
+the event keys and emits a local ``resync`` event so the gateway re-publishes its open breakers.
+``seed`` creates budget counters with ``SET NX``: replicas seeding at once, or a replica seeding
+a counter another one already serves, never double count nor overwrite a live counter.
+``publish_event`` sends one event from a process that is not a replica (the CLI's cutoff notice).
 Redis errors are translated here and nowhere else.
 """
 
@@ -17,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -26,13 +30,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from relaygate.config.state_schema import StateConfig
+from relaygate.config.state_schema import StateConfig, resolve_redis_url
 from relaygate.state.base import (
+    UNSEEDED,
     Ask,
     Budget,
     EventHandler,
     Limit,
     MemoryState,
+    Seed,
     Settlement,
     StateEvent,
     StateHealth,
@@ -41,11 +47,60 @@ from relaygate.state.base import (
 from relaygate.state.redis_scripts import ADMIT, SETTLE
 from relaygate.state.windows import Check
 
-__all__ = ["RedisState"]
+__all__ = ["RedisState", "SharedStateError", "events_channel", "publish_event"]
 
 log = logging.getLogger("relaygate.state")
 _FAILURES = (RedisError, OSError, TimeoutError)
 _BUDGET_TTL_MARGIN_S = 86_400  # keep a period's counter a day past its end (late settlements)
+
+
+class SharedStateError(Exception):
+    """Redis could not be reached or refused a command; the redis-py exception is ``__cause__``."""
+
+
+def events_channel(prefix: str) -> str:
+    """The pub/sub channel every replica with ``key_prefix`` ``prefix`` listens on."""
+    return f"{prefix}events"
+
+
+def _queue_event(pipe: Any, prefix: str, event: StateEvent) -> None:
+    """Add ``event`` to ``pipe``: its TTL key (breaker and cooldown only) and its message."""
+    data = event.to_json()
+    ttl_ms = int((event.until - time.time()) * 1000)
+    if event.kind in ("breaker_open", "cooldown") and ttl_ms > 0:
+        pipe.set(f"{prefix}ev:{event.kind}:{event.subject}", data, px=ttl_ms)
+    pipe.publish(events_channel(prefix), data)
+
+
+async def publish_event(config: StateConfig, event: StateEvent) -> int:
+    """Publish one ``event`` from a process that is not a replica (``relaygate cutoff`` on the
+    CLI), in the replicas' own format and channel; returns how many subscribers got it.
+
+    One connection, bounded by ``connect_timeout_ms`` and ``op_timeout_ms``. Raises
+    ``SharedStateError`` when Redis is unreachable or its URL is not configured."""
+    try:
+        url = resolve_redis_url(config)
+    except ValueError as exc:
+        raise SharedStateError(str(exc)) from exc
+    if not url:
+        raise SharedStateError(f"env var {config.redis_url_env} is not set")
+    client = aioredis.Redis.from_url(
+        url,
+        socket_timeout=config.op_timeout_ms / 1000,
+        socket_connect_timeout=config.connect_timeout_ms / 1000,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        async with asyncio.timeout((config.connect_timeout_ms + 2 * config.op_timeout_ms) / 1000):
+            async with client.pipeline(transaction=False) as pipe:
+                _queue_event(pipe, config.key_prefix, event)
+                replies = await pipe.execute()
+    except _FAILURES as exc:
+        raise SharedStateError(f"redis unreachable: {type(exc).__name__}: {exc}"[:300]) from exc
+    finally:
+        with contextlib.suppress(*_FAILURES):
+            await client.aclose()
+    return int(replies[-1])
 
 
 class RedisState:
@@ -56,7 +111,7 @@ class RedisState:
         self.origin = origin
         self.fallback = fallback or MemoryState()
         self._prefix = config.key_prefix
-        self._channel = f"{self._prefix}events"
+        self._channel = events_channel(self._prefix)
         self._op_s = config.op_timeout_ms / 1000
         self._up = False
         self._reason: str | None = "not connected yet"
@@ -65,9 +120,13 @@ class RedisState:
         self._connected = asyncio.Event()
         self._unsynced: dict[tuple[str, str], tuple[float, float]] = {}  # (group, name) -> (usd, ends_at)
         self._seen_spent: dict[tuple[str, str], tuple[float, float]] = {}
-        url = config.redis_url or os.environ.get(config.redis_url_env or "", "")
         self._client: Any = None
         self._sub_client: Any = None
+        try:  # `serve` and `check-config` refuse a bad URL before this; here it only degrades
+            url = resolve_redis_url(config)
+        except ValueError as exc:
+            self._reason = str(exc)
+            return
         if not url:
             self._reason = f"env var {config.redis_url_env} is not set"
             return
@@ -132,6 +191,23 @@ class RedisState:
         if s.delta_usd:
             self._count_unsynced(s.group, s.budgets, s.delta_usd)
 
+    async def seed(self, items: Sequence[Seed]) -> None:
+        """Create each absent budget counter at its ``usd`` (``SET NX``, expiring a day after its
+        period); while Redis is down, seed the local fallback instead."""
+        if self._up and items:
+            try:
+                async with asyncio.timeout(max(self._op_s * 2, self.config.connect_timeout_ms / 1000)):
+                    now = time.time()
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for group, b, usd in items:
+                            ttl_ms = max(1, int((b.ends_at - now + _BUDGET_TTL_MARGIN_S) * 1000))
+                            pipe.set(self._key(group, b.name), repr(max(0.0, usd)), nx=True, px=ttl_ms)
+                        await pipe.execute()
+                return
+            except _FAILURES as exc:
+                self._mark_down(exc)
+        self.fallback.seed_now(items)
+
     def _key(self, group: str, name: str) -> str:
         return f"{self._prefix}{{{group}}}:{name}"
 
@@ -144,8 +220,11 @@ class RedisState:
             args += ["r" if lim.kind == "requests" else "t", lim.limit]
         for b in ask.budgets:
             args += [repr(b.limit_usd), int((b.ends_at - now + _BUDGET_TTL_MARGIN_S) * 1000)]
+        args.append("1" if ask.seed_missing else "0")
         raw = await self._admit_script(keys=keys, args=args)
         denied, wait = int(raw[0]), float(raw[1])
+        if denied < 0:
+            return UNSEEDED
         checks = tuple(
             Check(bool(int(raw[2 + 3 * i])), int(raw[3 + 3 * i]), float(raw[4 + 3 * i]))
             for i in range(len(ask.limits))
@@ -179,14 +258,10 @@ class RedisState:
         """Best effort: while down nothing is sent; the gateway re-publishes at ``resync``."""
         if not self._up:
             return
-        data = event.to_json()
         try:
             async with asyncio.timeout(self._op_s * 2):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    ttl_ms = int((event.until - time.time()) * 1000)
-                    if event.kind in ("breaker_open", "cooldown") and ttl_ms > 0:
-                        pipe.set(f"{self._prefix}ev:{event.kind}:{event.subject}", data, px=ttl_ms)
-                    pipe.publish(self._channel, data)
+                    _queue_event(pipe, self._prefix, event)
                     await pipe.execute()
         except _FAILURES as exc:
             self._mark_down(exc)
@@ -237,7 +312,11 @@ class RedisState:
             delay = min(delay * 2, self.config.reconnect_max_ms / 1000)
 
     async def _push_unsynced(self) -> None:
-        """Spend counted locally while Redis was down goes into the shared counters."""
+        """Spend counted locally while Redis was down goes into the shared counters that still
+        exist. A counter Redis lost (restart without AOF, flush) is left absent: the next request
+        re-seeds it from the ledger, which has those rows. (A counter another replica re-seeded
+        before this one reconnects gets this replica's outage spend twice: an overcount, the safe
+        side, bounded by the outage.)"""
         while self._unsynced:
             (group, name), (usd, ends_at) = next(iter(self._unsynced.items()))
             budget = Budget(name, 0.0, "day", ends_at)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["WINDOW_S", "Check", "budget_periods", "request_window", "token_window"]
+__all__ = ["WINDOW_S", "Check", "budget_periods", "period_starts", "request_window", "token_window"]
 
 WINDOW_S = 60.0
 
@@ -63,4 +63,14 @@ def budget_periods(now: float) -> tuple[tuple[str, float], tuple[str, float]]:
     return (
         (f"{t:%Y-%m-%d}", float(day_start + 86_400)),
         (f"{t:%Y-%m}", float(month_start + days * 86_400)),
+    )
+
+
+def period_starts(now: float) -> tuple[float, float]:
+    """``(day_start, month_start)``: the epoch seconds at which the UTC day and month holding
+    ``now`` began (where a budget's ledger spend is summed from)."""
+    t = datetime.fromtimestamp(now, UTC)
+    return (
+        float(calendar.timegm((t.year, t.month, t.day, 0, 0, 0))),
+        float(calendar.timegm((t.year, t.month, 1, 0, 0, 0))),
     )
