@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from relaygate.admission import Admission
-from relaygate.api.auth import KeyLookup, Principal
+from relaygate.admission import Admission, LedgerSpend
+from relaygate.auth import KeyLookup, Principal
 from relaygate.cache.service import ResponseCache, build_response_cache
 from relaygate.config.schema import Config, DeploymentConfig
 from relaygate.errors import AllCandidatesFailedError, ErrorClass, PermissionDeniedError, UpstreamError
@@ -105,6 +105,7 @@ class Gateway:
         quality: QualitySource | None = None,
         cache: ResponseCache | None = None,
         state: SharedState | None = None,
+        spend: LedgerSpend | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -119,7 +120,7 @@ class Gateway:
         # Rate limits, budgets and replica events (config ``state:``, fixed at start-up).
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.state = state or make_state(config.state, self.replica_id)
-        self.admission = Admission(self.state)
+        self.admission = Admission(self.state, spend=spend)  # budgets seeded from ``spend`` (the ledger)
         self.sync: ReplicaSync | None = None
         if self.state.shared:
             self.sync = ReplicaSync(self.state, lambda: self.runtime.router, self.cutoffs, self.replica_id)
@@ -148,6 +149,7 @@ class Gateway:
         await asyncio.gather(*(p.start() for p in self.runtime.providers.values()))
         await self.cutoffs.start(self.probe)
         await self.state.start(self.sync.on_event if self.sync is not None else _ignore_event)
+        await self.admission.seed_all(self.config)  # budgets spent before this start
         await self.cache.start()
         if self.payload_store is not None:
             self._prune_task = asyncio.create_task(self._prune_loop(), name="relaygate-payload-prune")
@@ -235,6 +237,12 @@ class Gateway:
         return await self._run(
             rt, plan, served, lambda p, d: attempt_stream(p, d, req, stream_usage=want_usage, region=region)
         )
+
+    async def run(self, rt: Runtime, plan: Plan, served: Served, attempt: Any) -> Any:
+        """Run a caller-built ``attempt(provider, deployment)`` over the plan's candidates with
+        the same failover, cutoff detection and error shaping as ``complete`` / ``open_stream``
+        (``/v1/messages`` uses it to mix pass-through and translated deployments)."""
+        return await self._run(rt, plan, served, attempt)
 
     async def _run(self, rt: Runtime, plan: Plan, served: Served, attempt: Any) -> Any:
         async def on_block(dep: DeploymentConfig, err: UpstreamError) -> None:

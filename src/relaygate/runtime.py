@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relaygate.api.auth import Authenticator, KeyLookup, Principal
+from relaygate.auth import Authenticator, KeyLookup, Principal
 from relaygate.config.schema import (
     AnthropicProvider,
     Config,

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from relaygate.sim import SimHandle
 from tests.e2e.harness import RunningGateway, run_gateway
@@ -296,12 +298,81 @@ def test_semantic_cache_hits_a_paraphrase_and_misses_another_question(
     match = h["x-relaygate-cache-match"]
     assert match.startswith("semantic; similarity=") and float(match.split("=")[1]) >= 0.9
     assert _row(gw, h["x-request-id"]).cache == "semantic_hit"
+    assert _cache_counts(gw, "sem")["semantic_hit"] == 1
     h2, _ = _ask(oa(), "sem", f"What is the boiling point of water? ({tag})")
     assert h2["x-relaygate-cache"] == "miss"
     h3, _ = _ask(oa(BETA_KEY), "sem", f"How can I reset my password? ({tag})")  # other tenant
     assert h3["x-relaygate-cache"] == "miss"
     assert len(sim.requests("m1")) == 3
     assert gw.gateway.cache.stats()["embed_ms_avg"] > 0
+
+
+def _cache_counts(gw: RunningGateway, route: str) -> dict[str, float]:
+    """``relaygate_cache_requests_total`` of ``route`` by result, read from ``/metrics``."""
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "relaygate_cache_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels["route"] == route:
+                    out[sample.labels["result"]] = sample.value
+    return out
+
+
+def test_metrics_count_cache_results_per_route_and_healthz_names_the_backend(
+    gw: RunningGateway, sim: SimHandle, oa: Callable[..., openai.OpenAI]
+) -> None:
+    before = _cache_counts(gw, "cached")
+    q, stored = _q(), len(gw.gateway.cache.backend)
+    _ask(oa(), "cached", q)  # miss
+    _until(_stored(gw, stored + 1))
+    _ask(oa(), "cached", q)  # hit
+    _stream(oa(), "cached", q)  # a streamed hit is counted when its stream ends
+    _ask(oa(), "cached", q, temperature=0.7)  # skip
+    _ask(oa(), "plain", q)  # a route without cache counts nothing
+
+    def delta() -> dict[str, float]:
+        after = _cache_counts(gw, "cached")
+        return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+
+    _until(lambda: delta() == {"miss": 1, "hit": 2, "skip": 1})
+    assert _cache_counts(gw, "plain") == {}
+    health = httpx.get(gw.url + "/healthz", timeout=10).json()
+    assert health["cache"] == {"backend": "memory", "degraded": False, "reason": None}
+    assert health["status"] == "ok"
+
+
+def test_request_cache_control_no_cache_refreshes_and_no_store_bypasses(
+    gw: RunningGateway, sim: SimHandle, oa: Callable[..., openai.OpenAI]
+) -> None:
+    q, before = _q(), len(gw.gateway.cache.backend)
+    _ask(oa(), "cached", q)
+    _until(_stored(gw, before + 1))
+    # no-cache: the entry is not used (the upstream answers again) ...
+    sim.set_scenario({"models": {"m1": {"reply": "a fresher answer"}}})
+    h, c = _ask(oa(), "cached", q, extra_headers={"Cache-Control": "no-cache"})
+    assert (h["x-relaygate-cache"], h["x-relaygate-cache-match"]) == ("skip", "none; reason=no-cache")
+    assert c.choices[0].message.content == "a fresher answer"
+    assert _row(gw, h["x-request-id"]).cache == "skip"
+    # ... but the fresh answer is stored (a new question, so the store is observable), streamed too.
+    q2 = _q()
+    h, text, _ = _stream(oa(), "cached", q2, extra_headers={"cache-control": "max-age=0, No-Cache"})
+    assert h["x-relaygate-cache"] == "skip" and text == "a fresher answer"
+    _until(_stored(gw, before + 2))
+    h, c = _ask(oa(), "cached", q2)
+    assert h["x-relaygate-cache"] == "hit" and c.choices[0].message.content == "a fresher answer"
+    assert len(sim.requests("m1")) == 3
+    # no-store: neither looked up (the upstream answers) nor stored (the next request misses).
+    q3, q4 = _q(), _q()
+    h, _ = _ask(oa(), "cached", q3, extra_headers={"Cache-Control": "no-store"})
+    assert (h["x-relaygate-cache"], h["x-relaygate-cache-match"]) == ("skip", "none; reason=no-store")
+    h, _ = _ask(oa(), "cached", q, extra_headers={"Cache-Control": "no-cache, no-store"})
+    assert h["x-relaygate-cache-match"] == "none; reason=no-store"
+    _ask(oa(), "cached", q4)  # stored after any store the no-store requests could have queued
+    _until(_stored(gw, before + 3))
+    assert len(gw.gateway.cache.backend) == before + 3
+    assert _ask(oa(), "cached", q3)[0]["x-relaygate-cache"] == "miss"
+    assert len(sim.requests("m1")) == 7
 
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -339,6 +410,8 @@ def test_redis_backend_is_shared_by_two_replicas(
             assert (h1["x-relaygate-cache"], h2["x-relaygate-cache"]) == ("miss", "hit")
             assert second.choices[0].message.content == first.choices[0].message.content
             assert _ask(c2, "cached", q, temperature=0.5)[0]["x-relaygate-cache"] == "skip"
+            cache = httpx.get(two.url + "/healthz", timeout=10).json()["cache"]
+            assert cache == {"backend": "redis", "degraded": False, "reason": None}
         assert len(sim.requests("m1")) == 2
     finally:
         for key in probe.keys(prefix + "*"):
@@ -361,4 +434,8 @@ def test_unreachable_redis_is_a_miss_never_a_failed_request(
         _, text, _ = _stream(client, "cached", q)
         assert text == REPLY
         _until(lambda: running.gateway.cache.stats().get("errors", 0) >= 2)
+        health = httpx.get(running.url + "/healthz", timeout=10).json()
+        assert health["status"] == "degraded"  # still a 200: the replica serves, uncached
+        assert health["cache"]["backend"] == "redis" and health["cache"]["degraded"] is True
+        assert health["cache"]["reason"].startswith("redis ")
     assert len(sim.requests("m1")) == 3

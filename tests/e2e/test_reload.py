@@ -343,3 +343,35 @@ def test_sighup_reloads_a_running_serve(
     finally:
         conn.close()
     assert rows == [("config.reload", "signal:SIGHUP"), ("config.reload_rejected", "signal:SIGHUP")]
+
+
+@pytest.mark.slow
+def test_sighup_without_a_config_file_keeps_serving(tmp_path: Path, e2e_http: httpx.Client) -> None:
+    """On the embedded default there is no file to re-read: SIGHUP (whose default action ends
+    the process) is logged and ignored."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAYGATE_DB_URL", "RELAYGATE_CONFIG")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    env["RELAYGATE_HOME"] = str(tmp_path / "home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [*_argv(), "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until(lambda: e2e_http.get(url + "/healthz").status_code == 200, 60, proc)
+        proc.send_signal(signal.SIGHUP)
+        _wait_until(lambda: e2e_http.get(url + "/healthz").status_code == 200, 5, proc)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert "no config file to reload" in stderr

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relaygate.cache.keys import KEY_VERSION, cache_keys, normalise, skip_reason
+from relaygate.cache.keys import KEY_VERSION, cache_keys, normalise, request_bypass, skip_reason
 from relaygate.config.cache_schema import RouteCacheConfig
 
 ON = RouteCacheConfig(enabled=True)
@@ -122,3 +122,22 @@ def test_normalise_drops_delivery_fields_only() -> None:
         "temperature": 0,
         "top_p": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("max-age=0", None),
+        ("no-cache", "no-cache"),
+        ("No-Cache", "no-cache"),
+        ("max-age=0, no-cache", "no-cache"),
+        ('no-cache="set-cookie"', "no-cache"),
+        ("no-store", "no-store"),
+        ("no-cache, no-store", "no-store"),
+        ("no-cache-please", None),
+    ],
+)
+def test_request_bypass_reads_cache_control_directives(header: str | None, expected: str | None) -> None:
+    assert request_bypass(header) == expected

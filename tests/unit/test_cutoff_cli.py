@@ -27,6 +27,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
+PROVIDERS = "providers:\n  openai: {protocol: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+
+
 def url(home: Path) -> str:
     return f"sqlite:///{home / 'relaygate.db'}"
 
@@ -47,10 +50,16 @@ def test_parse_target(text: str, expected: tuple[str, str]) -> None:
     assert parse_target(text) == expected
 
 
-@pytest.mark.parametrize("text", [":CN", "", "openai:C N", "openai:a:b", "openai:", "openai: "])
+@pytest.mark.parametrize(
+    "text", [":CN", "", "openai:C N", "openai:a:b", "openai:", "openai: ", "openai:Narnia", "openai:XX"]
+)
 def test_parse_target_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_target(text)
+
+
+def test_parse_target_lenient_for_clearing_old_rows() -> None:
+    assert parse_target("openai:narnia", strict=False) == ("openai", "NARNIA")
 
 
 def test_set_list_clear(home: Path) -> None:
@@ -111,6 +120,7 @@ def test_list_json(home: Path) -> None:
 
 
 def test_empty_list(home: Path) -> None:
+    open_database(url(home)).dispose()
     result = run("list")
     assert result.exit_code == 0 and result.stdout == "" and "no cutoffs" in result.stderr
     assert json.loads(run("list", "--json").stdout) == []
@@ -147,7 +157,7 @@ def test_config_storage_url_is_the_default_database(
     ``--db`` still wins."""
     shared = tmp_path / "shared.db"
     cfg = tmp_path / "relaygate.yaml"
-    cfg.write_text(f"storage:\n  url: sqlite:///{shared}\n")
+    cfg.write_text(f"storage:\n  url: sqlite:///{shared}\n{PROVIDERS}")
     assert run("set", "openai:CN", "--reason", "r", "--config", str(cfg)).exit_code == 0
     assert shared.exists() and not (home / "relaygate.db").exists()
     monkeypatch.setenv("RELAYGATE_CONFIG", str(cfg))
@@ -181,3 +191,84 @@ def test_actor_falls_back_when_the_login_name_is_unknown(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(getpass, "getuser", no_user)
     assert cli_actor() == "cli:unknown"
+
+
+def test_unreachable_redis_still_sets_and_clears_and_says_when_replicas_see_it(
+    home: Path, tmp_path: Path
+) -> None:
+    """The database is the source of truth: a Redis outage is a warning on stderr, exit 0."""
+    db = tmp_path / "shared.db"
+    cfg = tmp_path / "relaygate.yaml"
+    cfg.write_text(
+        f"storage: {{url: 'sqlite:///{db}'}}\n"
+        "cutoffs: {poll_interval_s: 7}\n"
+        "state: {backend: redis, redis_url: 'redis://127.0.0.1:9/0', connect_timeout_ms: 200}\n" + PROVIDERS
+    )
+    for args in (["set", "openai:CN", "--reason", "r"], ["clear", "openai:CN"]):
+        result = run(*args, "--config", str(cfg))
+        assert result.exit_code == 0, result.output
+        assert "could not notify the replicas" in result.stderr
+        assert "next database poll" in result.stderr and "7 s" in result.stderr
+    engine = open_database(f"sqlite:///{db}")
+    try:
+        (row,) = CutoffStore(engine).history()
+        assert row.cleared_at is not None
+    finally:
+        engine.dispose()
+
+
+def test_memory_state_config_publishes_nothing(home: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "relaygate.yaml"
+    cfg.write_text(f"storage: {{url: 'sqlite:///{tmp_path / 's.db'}'}}\n{PROVIDERS}")
+    result = run("set", "openai:CN", "--reason", "r", "--config", str(cfg))
+    assert result.exit_code == 0 and "Redis" not in result.stderr
+
+
+@pytest.mark.parametrize("region", ["Narnia", "XX", "Europe", "us-east-1"])
+def test_set_rejects_a_region_that_is_not_iso_or_a_group(home: Path, region: str) -> None:
+    """A stored typo (NARNIA) would cut nothing off, silently."""
+    result = run("set", f"openai:{region}", "--reason", "r")
+    assert result.exit_code == 2, result.output
+    assert "ISO 3166-1 alpha-2" in result.stderr and result.stdout == ""
+    assert not (home / "relaygate.db").exists()
+
+
+def test_set_refuses_a_provider_the_config_does_not_define(home: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "relaygate.yaml"
+    cfg.write_text(
+        f"storage: {{url: 'sqlite:///{tmp_path / 's.db'}'}}\n{PROVIDERS}"
+        "  deepseek: {protocol: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+    )
+    result = run("set", "nosuchprov:CN", "--reason", "r", "--config", str(cfg))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.split())
+    assert "unknown provider 'nosuchprov'" in text and "deepseek, openai" in text
+    assert not (tmp_path / "s.db").exists()
+    assert run("set", "deepseek:CN", "--reason", "r", "--config", str(cfg)).exit_code == 0
+
+
+def test_set_without_a_config_warns_that_the_provider_is_unchecked(home: Path) -> None:
+    result = run("set", "nosuchprov:CN", "--reason", "r")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stderr.split())
+    assert "warning" in text and "'nosuchprov' is not checked" in text
+
+
+@pytest.mark.parametrize("command", [["list"], ["list", "--all", "--json"], ["clear", "openai:CN"]])
+def test_read_commands_do_not_create_a_missing_database(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "nonexistent" / "x.db"
+    result = run(*command, "--db", f"sqlite:///{path}")
+    assert result.exit_code == 4, result.output
+    assert f"no database at {path}" in result.stderr and result.stdout == ""
+    assert not path.parent.exists()
+
+
+def test_clear_still_lifts_a_row_stored_before_regions_were_checked(home: Path) -> None:
+    engine = open_database(url(home))
+    try:
+        CutoffStore(engine).set("openai", "NARNIA", "old typo", "operator", None, actor="cli:x")
+    finally:
+        engine.dispose()
+    result = run("clear", "openai:narnia")
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("list", "--json").stdout) == []

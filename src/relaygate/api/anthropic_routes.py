@@ -1,10 +1,12 @@
 """Anthropic Messages endpoints: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
 
-An app written against the Anthropic SDK keeps working whatever serves it: the request is
-translated to the gateway's internal OpenAI shape, goes through the same auth, policy,
-failover and ledger as ``/v1/chat/completions``, and the answer (or stream, incrementally)
-is translated back. Headers and errors follow https://docs.anthropic.com/en/api/messages and
-https://docs.anthropic.com/en/api/errors (``x-api-key``, ``anthropic-version``,
+An app written against the Anthropic SDK keeps working whatever serves it: the request goes
+through the same auth, policy, failover and ledger as ``/v1/chat/completions``; an Anthropic
+deployment gets the client's body as sent (only ``model`` rewritten) and its answer is relayed
+unchanged (``api/anthropic_relay.py``), any other deployment the request translated to the
+internal OpenAI shape, its answer (or stream, incrementally) translated back. Headers and
+errors follow https://docs.anthropic.com/en/api/messages and https://docs.anthropic.com/en/api/errors
+(``x-api-key``, ``anthropic-version``,
 ``{"type": "error", "error": {"type", "message"}}``).
 """
 
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from relaygate.api.anthropic_relay import (
+    native_response,
+    native_stream,
+    parse_messages,
+    passthrough_cache_skip,
+    require_servable,
+)
 from relaygate.api.cache_relay import anthropic_hit, cache_lookup, cache_store, cache_tap
 from relaygate.api.error_render import anthropic_error_body, anthropic_error_event
 from relaygate.api.headers import decision_headers
@@ -32,7 +41,6 @@ from relaygate.api.streaming import SSEResponse
 from relaygate.errors import ErrorClass, GatewayError, InvalidRequestError, UpstreamError
 from relaygate.ledger.records import UsageRecord
 from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
-from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.protocols.sse import encode_event
 from relaygate.protocols.translate_anthropic import (
@@ -40,6 +48,7 @@ from relaygate.protocols.translate_anthropic import (
     anthropic_request_to_openai,
     openai_response_to_anthropic,
 )
+from relaygate.routing.native_attempts import NativeCompletion, NativeStream, messages_attempt
 from relaygate.routing.router import Served
 
 __all__ = ["count_tokens", "messages"]
@@ -59,20 +68,6 @@ def _check_version(request: Request) -> None:
         )
 
 
-def _to_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatRequest]:
-    """Anthropic body bytes -> (the Anthropic dict, the internal OpenAI-shaped request)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    oa = anthropic_request_to_openai(body)
-    if oa.get("stream"):
-        oa["stream_options"] = {"include_usage": True}  # Anthropic streams always report usage
-    return body, parse_chat_request(orjson.dumps(oa))
-
-
 def _error(err: GatewayError, headers: dict[str, str]) -> Response:
     return Response(anthropic_error_body(err), err.status, {**headers, **err.headers}, media_type=_JSON)
 
@@ -86,7 +81,7 @@ async def messages(request: Request) -> Response | SSEResponse:
     rt = gw.runtime
     t0 = time.monotonic()
     rec = UsageRecord(
-        request_id=f"req_{uuid.uuid4().hex}", ts=datetime.now(UTC), endpoint="/v1/messages", status=0
+        request_id=f"req_{os.urandom(16).hex()}", ts=datetime.now(UTC), endpoint="/v1/messages", status=0
     )
     served = Served()
     plan: Plan | None = None
@@ -96,7 +91,8 @@ async def messages(request: Request) -> Response | SSEResponse:
         )
         rec.tenant, rec.key_id, rec.tenant_region = principal.tenant, principal.key_id, principal.region
         _check_version(request)
-        body, req = _to_chat_request(await read_body(request, rt.max_body_bytes))
+        mreq = parse_messages(await read_body(request, rt.max_body_bytes), request.headers)
+        body, req = mreq.body, mreq.view
         rec.stream, rec.route = req.stream, req.model
         rt.resolve_route(principal, req.model)
         try:
@@ -110,26 +106,40 @@ async def messages(request: Request) -> Response | SSEResponse:
                 rec.policy = {**plan.decision.to_dict(), "data_class_source": plan.data_class_source}
                 if plan.routing:
                     rec.policy["routing"] = plan.routing
+        require_servable(rt, plan, mreq)  # e.g. `thinking` with no Anthropic deployment left: 400
         limits = gw.admission.limits_for(rt.config, principal.tenant)
+        rl: dict[str, str] = {}  # rate-limit headers, on every answer as Anthropic sends them
         if limits is not None:  # rate limits and budget: a 429 before any cache or upstream work
-            await gw.admission.admit(limits, principal, req, plan.candidates, rec.request_id, "anthropic")
-        look = await cache_lookup(gw, principal.tenant, req, plan, rec)  # after policy, never before
+            rl = await gw.admission.admit(
+                limits, principal, req, plan.candidates, rec.request_id, "anthropic"
+            )
+        cache_control = request.headers.get("cache-control")  # no-cache / no-store bypass the cache
+        look = passthrough_cache_skip(rt, plan, rec) or await cache_lookup(
+            gw, principal.tenant, req, plan, rec, cache_control
+        )  # after policy
+        attempt = messages_attempt(mreq.native, req, mreq.untranslatable, region=plan.region)
         if look.hit:
-            return anthropic_hit(gw, rec, req, look, _headers(rec, served, plan), t0, body["model"])
+            return anthropic_hit(gw, rec, req, look, {**_headers(rec, served, plan), **rl}, t0, body["model"])
         if req.stream:
-            opened = await gw.open_stream(rt, plan, req, served)
+            opened = await gw.run(rt, plan, served, attempt)  # Anthropic: pass-through, else translated
+            if isinstance(opened, NativeStream):
+                hdrs = {**_headers(rec, served, plan), **look.headers(), **rl}
+                return native_stream(gw, rec, served, opened, t0, req, hdrs)
             finalize = finalizer(gw, rec, served, opened, t0, req)
             tapped = cache_tap(upstream_batches(opened), gw, look, served)
             events = _events(opened, rec, body["model"], tapped)
-            return SSEResponse(events, {**_headers(rec, served, plan), **look.headers()}, finalize)
-        comp = await gw.complete(rt, plan, req, served)
+            return SSEResponse(events, {**_headers(rec, served, plan), **look.headers(), **rl}, finalize)
+        comp = await gw.run(rt, plan, served, attempt)
+        if isinstance(comp, NativeCompletion):
+            hdrs = {**_headers(rec, served, plan), **look.headers(), **rl}
+            return await native_response(gw, rec, served, comp, req, hdrs)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
         if gw.payloads is not None:  # opt-in payload capture of the translated body
             await gw.capture(rt.config, rec, req, comp.body)
         cache_store(gw, look, comp.body, served)
         out = openai_response_to_anthropic(orjson.loads(comp.body), model=body["model"])
-        headers = {**_headers(rec, served, plan), **look.headers()}
+        headers = {**_headers(rec, served, plan), **look.headers(), **rl}
         return Response(orjson.dumps(out), 200, headers, media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)

@@ -37,13 +37,21 @@ Batch = list[tuple[SSEEvent, ChunkKind]]
 
 
 async def cache_lookup(
-    gw: Gateway, tenant: str | None, req: ChatRequest, plan: Plan, rec: UsageRecord
+    gw: Gateway,
+    tenant: str | None,
+    req: ChatRequest,
+    plan: Plan,
+    rec: UsageRecord,
+    cache_control: str | None = None,
 ) -> Lookup:
     """The cache's verdict for a request policy has already allowed (``plan``); sets
-    ``rec.cache``. A cache bug never fails the request: it is logged and the request goes on."""
+    ``rec.cache``. ``cache_control``: the request's ``Cache-Control`` header (``no-cache`` /
+    ``no-store`` bypass the cache, see ``ResponseCache.lookup``). A cache bug never fails the
+    request: it is logged and the request goes on."""
     try:
         allowed = {d.deployment_id for d in plan.candidates}
-        look = await gw.cache.lookup(gw.runtime.config, tenant, req.model, req.data, allowed)
+        config = gw.runtime.config
+        look = await gw.cache.lookup(config, tenant, req.model, req.data, allowed, cache_control)
     except Exception:
         log.exception("cache lookup failed for %s; serving without the cache", rec.request_id)
         return _NO_CACHE

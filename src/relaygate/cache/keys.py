@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -27,6 +27,7 @@ __all__ = [
     "SkipReason",
     "cache_keys",
     "normalise",
+    "request_bypass",
     "skip_reason",
 ]
 
@@ -106,6 +107,19 @@ def skip_reason(data: dict[str, Any], route: RouteCacheConfig) -> SkipReason | N
     if data.get("logprobs"):
         return "logprobs"
     return None
+
+
+def request_bypass(cache_control: str | None) -> Literal["no-cache", "no-store"] | None:
+    """The client's own cache directive from its ``Cache-Control`` request header (RFC 9111
+    section 5.2.1): ``no-store`` (neither look up nor store; it wins over ``no-cache``),
+    ``no-cache`` (do not answer from the cache, but store the fresh answer), else None.
+    Directive names are case-insensitive; arguments and other directives are ignored."""
+    if not cache_control:
+        return None
+    names = {part.split("=", 1)[0].strip().lower() for part in cache_control.split(",")}
+    if "no-store" in names:
+        return "no-store"
+    return "no-cache" if "no-cache" in names else None
 
 
 def _digest(obj: Any) -> str:

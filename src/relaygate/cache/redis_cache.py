@@ -2,7 +2,8 @@
 
 Redis is an accelerator here, never a dependency of a request: a connection error, a timeout
 (``timeout_ms``, default 100 ms) or a foreign value is a miss on ``get`` and a dropped write on
-``set``, counted in ``errors`` and logged at most once every ``LOG_EVERY_S`` seconds.
+``set``, counted in ``errors`` and logged at most once every ``LOG_EVERY_S`` seconds. ``down``
+holds the reason of the last failed call until a call succeeds again (``/healthz`` reports it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RedisCache:
         self._timeout_s = timeout_ms / 1000
         self._client: aioredis.Redis | None = None
         self.errors = 0
+        self.down: str | None = None
         self._logged_at = -LOG_EVERY_S
 
     async def start(self) -> None:
@@ -49,6 +51,8 @@ class RedisCache:
 
     def _failed(self, op: str, exc: BaseException) -> None:
         self.errors += 1
+        if not isinstance(exc, EntryFormatError):  # a foreign value is not an outage
+            self.down = f"redis {op} failed: {type(exc).__name__}: {exc}"[:300]
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
             self._logged_at = now
@@ -62,6 +66,7 @@ class RedisCache:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("get", exc)
             return None
+        self.down = None
         if raw is None:
             return None
         try:
@@ -80,3 +85,5 @@ class RedisCache:
             )
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("set", exc)
+            return
+        self.down = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relaygate.cache.entry import CacheEntry
-from relaygate.cache.keys import CacheKeys, cache_keys, skip_reason
+from relaygate.cache.keys import CacheKeys, cache_keys, request_bypass, skip_reason
 from relaygate.cache.memory import MemoryCache
 from relaygate.config.cache_schema import CacheConfig, RouteCacheConfig
 
@@ -47,9 +47,10 @@ class CacheBackend(Protocol):
 class Lookup:
     """The cache's verdict on one request.
 
-    ``status``: None (the route does not cache), ``skip`` (not cacheable: ``reason`` says why),
+    ``status``: None (the route does not cache), ``skip`` (not looked up: ``reason`` says why),
     ``miss``, ``hit`` (exact) or ``semantic_hit`` (``similarity`` is the cosine). ``entry`` is
     the answer to serve on a hit. ``status`` is what the ledger's ``cache`` column records.
+    ``refresh``: a skip whose fresh answer is stored all the same (``Cache-Control: no-cache``).
     """
 
     status: str | None = None
@@ -59,6 +60,7 @@ class Lookup:
     similarity: float | None = None
     ttl_s: float = 0.0
     vector: np.ndarray | None = field(default=None, repr=False)
+    refresh: bool = False
 
     @property
     def hit(self) -> bool:
@@ -66,7 +68,7 @@ class Lookup:
 
     @property
     def storable(self) -> bool:
-        return self.status == "miss" and self.keys is not None
+        return (self.status == "miss" or self.refresh) and self.keys is not None
 
     def headers(self) -> dict[str, str]:
         """``x-relaygate-cache: hit|miss|skip`` and, on a hit, ``x-relaygate-cache-match: exact``
@@ -143,19 +145,31 @@ class ResponseCache:
         await self.backend.close()
 
     async def lookup(
-        self, config: Config, tenant: str | None, route: str, data: dict[str, Any], allowed: Collection[str]
+        self,
+        config: Config,
+        tenant: str | None,
+        route: str,
+        data: dict[str, Any],
+        allowed: Collection[str],
+        cache_control: str | None = None,
     ) -> Lookup:
         """The verdict for OpenAI-shaped request ``data`` on ``route`` for ``tenant``; ``allowed``
-        holds the deployment ids policy allows for this request. Never raises for a backend
-        failure (a miss)."""
+        holds the deployment ids policy allows for this request; ``cache_control`` is the
+        client's ``Cache-Control`` header (``no-cache``: skip the lookup, store the answer;
+        ``no-store``: neither). Never raises for a backend failure (a miss)."""
         route_cfg = config.routes[route].cache if route in config.routes else None
         if route_cfg is None or not route_cfg.enabled:
             return _NONE
         reason = skip_reason(data, route_cfg)
         if reason is not None:
             return Lookup("skip", reason)
+        bypass = request_bypass(cache_control)
+        if bypass == "no-store":
+            return Lookup("skip", bypass)
         keys = cache_keys(data, route, tenant, route_cfg)
         ttl_s = route_cfg.ttl_s or self.config.default_ttl_s
+        if bypass == "no-cache":
+            return Lookup("skip", bypass, keys=keys, ttl_s=ttl_s, refresh=True)
         entry = await self.backend.get(keys.exact)
         if entry is not None and entry.deployment in allowed:
             return Lookup("hit", keys=keys, entry=entry, ttl_s=ttl_s)
@@ -224,6 +238,12 @@ class ResponseCache:
             await self.store(look, body, deployment, provider)
         except Exception:
             log.exception("storing a cache entry failed")
+
+    def health(self) -> dict[str, Any]:
+        """``{"backend": "memory"|"redis", "degraded": bool, "reason": str | None}``: degraded
+        while the Redis backend's last call failed (requests are then served as misses)."""
+        down = getattr(self.backend, "down", None)
+        return {"backend": self.config.backend, "degraded": down is not None, "reason": down}
 
     def stats(self) -> dict[str, Any]:
         """Backend size and error counts and the semantic embedding cost (ms per query)."""

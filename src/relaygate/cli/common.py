@@ -1,9 +1,12 @@
 """What every storage-backed command shares: the ``--db`` and ``--config`` options, stderr, the
 audit actor, and opening a store with database errors turned into one line and exit code 4.
 
-Exit codes of every storage-backed command: 0 done, 1 the command's own negative answer (no such
-key or cutoff, a broken audit chain, an evaluation FAIL), 2 bad arguments or config, 3 the
-command's warning state (drill: a route left with nothing; eval: INCONCLUSIVE), 4 database error.
+Exit codes of every command (the one table; the README's "Exit codes" says the same): 0 done,
+1 the command's own negative answer or failure (no such key or cutoff, a broken audit chain, an
+evaluation FAIL; serve and sim: the port is in use or the server did not start), 2 bad arguments
+or config (an unknown tenant, provider or region), 3 the command's warning state (drill: a route
+left with nothing; eval: INCONCLUSIVE), 4 database error (including "no database at PATH" for a
+command that only reads, and a missing database driver).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Annotated, TypeVar
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from relaygate.config import load_config
+from relaygate.config.schema import Config
 from relaygate.errors import ConfigError
 from relaygate.ledger.db import StorageError
 from relaygate.ledger.migrate import open_database
@@ -30,6 +35,7 @@ __all__ = [
     "DbOption",
     "cli_actor",
     "open_store",
+    "resolve_config",
     "resolve_db",
     "stderr",
     "storage_exit",
@@ -69,6 +75,19 @@ def cli_actor() -> str:
         return "cli:unknown"
 
 
+def resolve_config(config: Path | None) -> Config | None:
+    """The config of ``--config``, else of ``$RELAYGATE_CONFIG``, else None. A bad config file
+    exits 2 naming file, line and field."""
+    path = config or (Path(os.environ["RELAYGATE_CONFIG"]) if os.environ.get("RELAYGATE_CONFIG") else None)
+    if path is None:
+        return None
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        stderr().print(f"[red]config error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def resolve_db(db: str | None, config: Path | None = None) -> str | None:
     """The database URL a command uses: ``--db``, else the ``storage.url`` of ``--config`` (or of
     ``$RELAYGATE_CONFIG``), else None (``open_database`` then takes ``$RELAYGATE_DB_URL`` or the
@@ -76,28 +95,26 @@ def resolve_db(db: str | None, config: Path | None = None) -> str | None:
     always read the same database. A bad config file exits 2 naming file, line and field."""
     if db:
         return db
-    path = config or (Path(os.environ["RELAYGATE_CONFIG"]) if os.environ.get("RELAYGATE_CONFIG") else None)
-    if path is None:
-        return None
-    try:
-        return load_config(path).storage.url
-    except ConfigError as exc:
-        stderr().print(f"[red]config error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    cfg = resolve_config(config)
+    return cfg.storage.url if cfg is not None else None
 
 
 def storage_exit(exc: StorageError) -> typer.Exit:
     """Print a database error as one line and return the exit (code 4) to raise."""
-    stderr().print(f"[red]database error:[/red] {exc}", soft_wrap=True)
+    stderr().print(f"[red]database error:[/red] {escape(str(exc))}", soft_wrap=True)
     return typer.Exit(EXIT_STORAGE)
 
 
 @contextmanager
-def open_store(db: str | None, factory: Callable[[sa.Engine], T], config: Path | None = None) -> Iterator[T]:
+def open_store(
+    db: str | None, factory: Callable[[sa.Engine], T], config: Path | None = None, *, create: bool = False
+) -> Iterator[T]:
     """Open (and migrate) the database chosen by ``resolve_db`` and build a store on it; a
-    storage failure becomes a one-line error and exit 4."""
+    storage failure becomes a one-line error and exit 4. Only commands that write new rows pass
+    ``create=True``: for the others a missing SQLite file is "no database at PATH" (exit 4), never
+    a new empty database whose emptiness would read as an all-clear."""
     try:
-        engine = open_database(resolve_db(db, config))
+        engine = open_database(resolve_db(db, config), create=create)
     except StorageError as exc:
         raise storage_exit(exc) from None
     try:

@@ -1,14 +1,21 @@
 """``relaygate cutoff``: set, clear and list (provider, region) cutoffs.
 
-A running gateway picks a change up within about a second (it polls the database). Tables and JSON
-go to standard output; confirmations and errors go to standard error (exit 1 for a database
-failure or nothing to clear, 2 for a bad argument). Every change is an audit event whose actor is
-``cli:<login name>``.
+A running gateway picks a change up at its next database poll (``cutoffs.poll_interval_s``, 1 s by
+default). When the config (``--config`` / ``$RELAYGATE_CONFIG``) has ``state.backend: redis``, a
+change is also published to the replicas through Redis (the notice they send each other), so they
+apply it within a second whatever their poll interval; the database stays the source of truth, so
+an unreachable Redis is a warning, never a failure. Tables and JSON go to standard output;
+confirmations and errors go to standard error (exit 1 for nothing to clear, 2 for a bad argument
+such as a region that is not ISO 3166-1 alpha-2 / EU / EEA or a provider the config does not define,
+4 for a database failure). Without a config the provider cannot be checked: ``set`` warns. Every
+change is an audit event whose actor is ``cli:<login name>``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +23,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from relaygate.cli.common import ConfigPathOption, DbOption, cli_actor, open_store, stderr
+from relaygate.cli.common import (
+    ConfigPathOption,
+    DbOption,
+    cli_actor,
+    open_store,
+    resolve_config,
+    stderr,
+)
+from relaygate.config.regions import check_cutoff_region
 from relaygate.durations import parse_duration
 from relaygate.ledger.cutoff_store import Cutoff, CutoffStore, normalize_region
 
@@ -35,10 +51,12 @@ TargetArg = Annotated[
 ]
 
 
-def parse_target(text: str) -> tuple[str, str]:
+def parse_target(text: str, *, strict: bool = True) -> tuple[str, str]:
     """``"openai:cn"`` -> ``("openai", "CN")``; ``"openai"`` -> ``("openai", "*")``.
 
-    Raises ``ValueError`` for an empty provider or a malformed region.
+    Raises ``ValueError`` for an empty provider or a region that is not ``*``, an ISO 3166-1
+    alpha-2 code, ``EU`` or ``EEA`` (``relaygate.config.regions``). ``strict=False`` (``clear``)
+    accepts any well-formed code, so a row stored before regions were checked can still be cleared.
     """
     provider, colon, region = text.partition(":")
     provider = provider.strip()
@@ -46,18 +64,36 @@ def parse_target(text: str) -> tuple[str, str]:
         raise ValueError(f"{text!r} does not name a provider (PROVIDER or PROVIDER:REGION)")
     if colon and not region.strip():
         raise ValueError(f"{text!r} has an empty region: write PROVIDER for every region, or PROVIDER:REGION")
-    return provider, normalize_region(region)
+    return provider, check_cutoff_region(region) if strict else normalize_region(region)
 
 
-def _cutoff_store(db: str | None, config: Path | None) -> AbstractContextManager[CutoffStore]:
-    return open_store(db, CutoffStore, config)
+def _cutoff_store(
+    db: str | None, config: Path | None, *, create: bool = False
+) -> AbstractContextManager[CutoffStore]:
+    return open_store(db, CutoffStore, config, create=create)
 
 
-def _target(text: str) -> tuple[str, str]:
+def _target(text: str, *, strict: bool = True) -> tuple[str, str]:
     try:
-        return parse_target(text)
+        return parse_target(text, strict=strict)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'PROVIDER[:REGION]'") from None
+
+
+def _check_provider(provider: str, config: Path | None) -> None:
+    """Exit 2 for a provider the config does not define; without a config, warn and go on."""
+    cfg = resolve_config(config)
+    if cfg is None:
+        stderr().print(
+            f"[yellow]warning:[/yellow] no config (--config or $RELAYGATE_CONFIG), so provider "
+            f"{escape(repr(provider))} is not checked; a misspelled provider is never cut off",
+            soft_wrap=True,
+        )
+    elif provider not in cfg.providers:
+        known = ", ".join(sorted(cfg.providers)) or "none"
+        raise typer.BadParameter(
+            f"unknown provider {provider!r} (known: {known})", param_hint="'PROVIDER[:REGION]'"
+        )
 
 
 @app.command("set")
@@ -72,6 +108,7 @@ def set_cutoff(
 ) -> None:
     """Restrict a provider for a region (or everywhere); running gateways follow within seconds."""
     provider, region = _target(target)
+    _check_provider(provider, config)
     if not reason.strip():
         raise typer.BadParameter("must not be empty", param_hint="'--reason'")
     expires_at = None
@@ -80,10 +117,11 @@ def set_cutoff(
             expires_at = datetime.now(UTC) + parse_duration(expires)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--expires'") from None
-    with _cutoff_store(db, config) as store:
+    with _cutoff_store(db, config, create=True) as store:
         cutoff = store.set(provider, region, reason, "operator", expires_at, actor=cli_actor())
     until = f" until {_when(cutoff.expires_at)} UTC" if cutoff.expires_at else ""
     stderr().print(f"cut off {cutoff.target}{until}: {cutoff.reason}", soft_wrap=True)
+    _notify_replicas(config)
 
 
 @app.command()
@@ -94,13 +132,37 @@ def clear(
     config: ConfigPathOption = None,
 ) -> None:
     """Lift the cutoff for a provider and region; its history is kept."""
-    provider, region = _target(target)
+    provider, region = _target(target, strict=False)
     with _cutoff_store(db, config) as store:
         cleared = store.clear(provider, region, actor=cli_actor(), reason=reason)
     if not cleared:
         stderr().print(f"[red]no active cutoff for {provider}:{region}[/red]")
         raise typer.Exit(1)
     stderr().print(f"cleared {provider}:{region}")
+    _notify_replicas(config)
+
+
+def _notify_replicas(config: Path | None) -> None:
+    """Publish a cutoff notice when the config shares state through Redis; a failure only warns
+    (the change is in the database, which every replica polls)."""
+    cfg = resolve_config(config)
+    if cfg is None or cfg.state.backend != "redis":
+        return
+    from relaygate.state.base import StateEvent
+    from relaygate.state.redis_state import SharedStateError, publish_event
+
+    event = StateEvent("cutoffs", origin=f"{cli_actor()}-{os.getpid()}")
+    try:
+        listeners = asyncio.run(publish_event(cfg.state, event))
+    except SharedStateError as exc:
+        stderr().print(
+            f"[yellow]warning:[/yellow] could not notify the replicas through Redis ({exc}); they will "
+            f"see the change at their next database poll (cutoffs.poll_interval_s: "
+            f"{cfg.cutoffs.poll_interval_s:g} s)",
+            soft_wrap=True,
+        )
+        return
+    stderr().print(f"notified the replicas through Redis ({listeners} listening)")
 
 
 @app.command("list")

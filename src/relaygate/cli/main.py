@@ -1,12 +1,16 @@
 """``relaygate`` command line: serve, check-config, sim, keys, usage.
 
 Results go to standard output (so scripts can capture them); messages go to standard error.
+Exit codes: the one table in ``relaygate.cli.common``; ``serve`` and ``sim`` exit 1 when they
+cannot listen (``port P is in use``) or the gateway fails to start, and 2 for a bad config.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +27,7 @@ from relaygate.cli import eval as eval_cmd
 from relaygate.cli import keys as keys_cmd
 from relaygate.cli import usage as usage_cmd
 from relaygate.config import Config, default_config, load_config
+from relaygate.config.state_schema import resolve_redis_url
 from relaygate.errors import ConfigError
 
 __all__ = ["app", "main"]
@@ -66,12 +71,44 @@ ConfigOpt = Annotated[
 ]
 
 
+def _check_port(host: str, port: int) -> None:
+    """Exit 1 with one line when ``host:port`` cannot be bound (port 0 is always free).
+
+    Binds and closes a socket with SO_REUSEADDR, as uvicorn and aiohttp do, so a port left in
+    TIME_WAIT passes and one with a listener fails. Another process may still take the port
+    before the server binds it; ``serve`` maps that failure to exit 1 too.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        _cannot_listen(host, port, exc)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> None:
+    if exc.errno == errno.EADDRINUSE:
+        err.print(f"[red]error:[/red] port {port} is in use", highlight=False)
+    else:
+        err.print(f"[red]error:[/red] cannot listen on {host}:{port}: {exc.strerror or exc}", highlight=False)
+    raise typer.Exit(1)
+
+
 def _load(path: Path | None) -> tuple[Config, str]:
     path = path or (Path(os.environ["RELAYGATE_CONFIG"]) if os.environ.get("RELAYGATE_CONFIG") else None)
     if path is None:
         return default_config(), "embedded default (local model, SQLite, open auth on loopback)"
     try:
-        return load_config(path), str(path)
+        cfg = load_config(path)
+        try:  # an inline redis_url is checked by load_config; one from the env var only here
+            resolve_redis_url(cfg.state)
+        except ValueError as exc:
+            raise ConfigError(str(path), "state.redis_url_env", str(exc)) from None
+        return cfg, str(path)
     except ConfigError as exc:
         err.print(f"[red]config error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -93,6 +130,11 @@ def config_warnings(cfg: Config) -> list[str]:
                 out.append(f"tenants.{name}.keys: {k.key_env} is not set; that key is disabled")
     if cfg.auth.mode == "open" and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
         out.append(f"auth.mode open on host {cfg.server.host}: serve will refuse (open is for loopback only)")
+    if cfg.state.redis_url_env and not os.environ.get(cfg.state.redis_url_env):
+        out.append(
+            f"state.redis_url_env: {cfg.state.redis_url_env} is not set; "
+            "replicas would serve on local state (limits per replica)"
+        )
     if not os.environ.get(cfg.admin.key_env):
         out.append(f"admin.key_env: {cfg.admin.key_env} is not set; the admin API will be disabled")
     return out
@@ -142,6 +184,7 @@ def serve(
             "only; set auth.mode: keys and create keys with `relaygate keys create`."
         )
         raise typer.Exit(2)
+    _check_port(host, port)
     logging.basicConfig(
         level=log_level.value.upper(),
         stream=sys.stderr,
@@ -158,13 +201,21 @@ def serve(
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
-    if workers > 1:
-        # Each worker process builds its own app from the environment (uvicorn's factory mode).
-        if config_path:
-            os.environ["RELAYGATE_CONFIG"] = str(Path(config_path).resolve())
-        uvicorn.run("relaygate.app:app_from_environment", factory=True, workers=workers, **common)
-        return
-    uvicorn.run(create_app(cfg, config_path=config_path), **common)
+    try:
+        if workers > 1:
+            # Each worker process builds its own app from the environment (uvicorn's factory mode).
+            if config_path:
+                os.environ["RELAYGATE_CONFIG"] = str(Path(config_path).resolve())
+            uvicorn.run("relaygate.app:app_from_environment", factory=True, workers=workers, **common)
+            return
+        uvicorn.run(create_app(cfg, config_path=config_path), **common)
+    except SystemExit as exc:
+        # uvicorn exits 3 (its STARTUP_FAILURE) when binding or the app's start-up fails, having
+        # logged why; 3 is the CLI's warning state, so say it failed and exit 1.
+        if exc.code in (0, None):
+            raise
+        err.print("[red]error:[/red] the gateway did not start (see the log above)", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -178,7 +229,11 @@ def sim(
     """Run the provider simulator: an OpenAI-compatible server scripted to be slow, fail or cut streams."""
     from relaygate.sim.cli import sim_command
 
-    sim_command(host, port, str(scenario) if scenario else None)
+    _check_port(host, port)
+    try:
+        sim_command(host, port, str(scenario) if scenario else None)
+    except OSError as exc:  # the port was taken between the check and the bind
+        _cannot_listen(host, port, exc)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from relaygate.config.cache_schema import CacheConfig, RouteCacheConfig
 from relaygate.config.policy_schema import PolicyConfig, ProviderFacts, TenantPolicy
 from relaygate.config.quality_schema import QualityScore
+from relaygate.config.regions import check_region
 from relaygate.config.state_schema import BudgetConfig, RateLimits, StateConfig
 
 Capability = Literal["tools", "vision", "json_schema", "streaming"]
@@ -71,6 +72,17 @@ class _ProviderBase(ProviderFacts):
     region_base_urls: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(256, gt=0)
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _jurisdiction(cls, v: str | None) -> str | None:
+        return check_region(v)
+
+    @field_validator("region_base_urls")
+    @classmethod
+    def _regional(cls, v: dict[str, str]) -> dict[str, str]:
+        # Keys are tenant regions: a typo would silently route nobody through the endpoint.
+        return {str(check_region(k)): url for k, url in v.items()}
 
 
 class OpenAIProvider(_ProviderBase):
@@ -236,17 +248,6 @@ class TenantKey(_Strict):
         if (self.key_env is None) == (self.key_sha256 is None):
             raise ValueError("give exactly one of key_env or key_sha256")
         return self
-
-
-def check_region(v: str | None) -> str | None:
-    """A tenant region is an ISO 3166-1 alpha-2 code (``DE``) or a group (``EU``, ``EEA``): a
-    typo such as ``Europe`` would otherwise silently match no policy rule."""
-    if v is None:
-        return v
-    code = v.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}|EU|EEA", code):
-        raise ValueError(f"region {v!r} must be an ISO 3166-1 alpha-2 code (e.g. DE, CN, US) or EU / EEA")
-    return code
 
 
 class TenantConfig(TenantPolicy):

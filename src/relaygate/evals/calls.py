@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from relaygate.api.auth import Principal
+from relaygate.auth import Principal
 from relaygate.config.schema import Config
 from relaygate.errors import (
     AllCandidatesFailedError,

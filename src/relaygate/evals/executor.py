@@ -19,7 +19,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from relaygate.api.auth import Principal
+from relaygate.auth import Principal
 from relaygate.errors import GatewayError
 from relaygate.evals.cache import CachedResponse, ResponseCache, cache_key
 from relaygate.evals.calls import CallOutcome, call_route, is_transient, output_text, rate_limit_wait

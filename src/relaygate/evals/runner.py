@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from relaygate.api.auth import Principal
+from relaygate.auth import Principal
 from relaygate.config.schema import Config
 from relaygate.evals.cache import ResponseCache
 from relaygate.evals.calls import EVAL_TENANT, eval_principal
