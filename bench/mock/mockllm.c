@@ -1,7 +1,7 @@
 /*
  * mockllm: a tiny OpenAI Chat Completions upstream for the relaygate benchmark.
  *
- *   mockllm --port P [--ttfb-ms N] [--gap-ms N] [--chunks N] [--host 127.0.0.1]
+ *   mockllm --port P [--ttfb-ms N] [--gap-ms N] [--chunks N] [--fail-every N] [--host 127.0.0.1]
  *
  * One thread, epoll, HTTP/1.1 keep-alive (no pipelining of responses: one request at a time
  * per connection, further bytes wait in the buffer). Any POST answers either a fixed
@@ -13,6 +13,11 @@
  * --ttfb-ms: the whole response (or the first SSE event) is held back this long after the
  * request has been read; --gap-ms: the wait between SSE events. Both 0: everything is written
  * at once. Timers live in a binary min-heap, so thousands of delayed streams cost nothing.
+ *
+ * --fail-every N (soak runs): every Nth POST fails on purpose. A non-streaming request gets
+ * `500` with an OpenAI-shaped error body; a streaming one alternately gets that `500` or a
+ * stream cut after its first two events (the connection closes without the terminating
+ * chunk). `GET /stats` answers the counts as JSON: posts, failed_500, cut_streams.
  *
  * Written for loopback benchmarks only: no TLS, no chunked request bodies, 1 MiB body cap.
  */
@@ -45,6 +50,7 @@ typedef struct {
     int stage;       /* next SSE event index; -1 for a delayed plain JSON response */
     int usage;       /* include the usage chunk */
     int close_after; /* client said Connection: close */
+    int fail;        /* 1: answer 500; 2: cut the stream after two events */
     uint32_t gen;    /* bumps on close: stale timers are ignored */
     int open;
     int parsing; /* inside try_parse: finish_response must not re-enter it */
@@ -62,6 +68,9 @@ static size_t heap_len, heap_cap;
 static int epfd;
 static uint64_t ttfb_ns, gap_ns;
 static int n_chunks = 8;
+static long fail_every = 0; /* 0: never fail */
+static long n_posts, n_failed_500, n_cut_streams, n_stream_fails;
+static char err_resp[512];
 
 static const char *WORDS[] = {"Hello", " from", " the", " mock", " upstream", ",", " a", " fixed",
                               " answer", " for", " benchmarks", "."};
@@ -159,6 +168,11 @@ static void build_responses(void) {
         }
         stream_all_len[u] = off;
     }
+    const char *err_body = "{\"error\":{\"message\":\"injected failure\",\"type\":\"server_error\","
+                           "\"code\":\"injected\"}}";
+    snprintf(err_resp, sizeof err_resp,
+             "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(err_body), err_body);
     const char *models = "{\"object\":\"list\",\"data\":[{\"id\":\"mock-model\",\"object\":\"model\","
                          "\"owned_by\":\"mock\"}]}";
     char *mr = malloc(strlen(models) + 128);
@@ -277,6 +291,20 @@ static void finish_response(int fd) {
 static void stream_step(int fd) {
     conn_t *c = &conns[fd];
     const int finish = n_events - 3, usage = n_events - 2, done = n_events - 1;
+    if (c->fail == 2) { /* a cut stream: head, two events, then the connection goes away */
+        if (c->stage == 0 && !send_bytes(fd, sse_head, strlen(sse_head))) return;
+        if (!send_bytes(fd, events[c->stage], event_lens[c->stage])) return;
+        if (++c->stage < 2) {
+            if (gap_ns) {
+                heap_push(now_ns() + gap_ns, fd, c->gen);
+                return;
+            }
+            if (!send_bytes(fd, events[c->stage], event_lens[c->stage])) return;
+        }
+        if (c->out_len) flush_out(fd);
+        conn_close(fd);
+        return;
+    }
     if (c->stage == 0 && gap_ns == 0) {
         if (send_bytes(fd, stream_all[c->usage], stream_all_len[c->usage])) finish_response(fd);
         return;
@@ -311,11 +339,32 @@ static int body_says_true(const char *body, size_t len, const char *key) {
     return end - p >= 4 && memcmp(p, "true", 4) == 0;
 }
 
-static void respond(int fd, int is_post, int stream, int usage) {
+static void send_stats(int fd) {
+    char body[256], resp[512];
+    int bl = snprintf(body, sizeof body, "{\"posts\":%ld,\"failed_500\":%ld,\"cut_streams\":%ld}", n_posts,
+                      n_failed_500, n_cut_streams);
+    int rl = snprintf(resp, sizeof resp,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", bl, body);
+    if (send_bytes(fd, resp, (size_t)rl)) finish_response(fd);
+}
+
+static void respond(int fd, int is_post, int stream, int usage, int stats) {
     conn_t *c = &conns[fd];
     if (!is_post) {
+        if (stats) {
+            send_stats(fd);
+            return;
+        }
         if (send_bytes(fd, models_resp, strlen(models_resp))) finish_response(fd);
         return;
+    }
+    c->fail = 0;
+    if (fail_every > 0 && ++n_posts % fail_every == 0) {
+        c->fail = (stream && (n_stream_fails++ % 2)) ? 2 : 1;
+        if (c->fail == 1) n_failed_500++;
+        else n_cut_streams++;
+    } else if (fail_every <= 0) {
+        n_posts++;
     }
     c->usage = usage;
     c->active = 1;
@@ -324,7 +373,9 @@ static void respond(int fd, int is_post, int stream, int usage) {
         heap_push(now_ns() + ttfb_ns, fd, c->gen);
         return;
     }
-    if (stream) {
+    if (c->fail == 1) {
+        if (send_bytes(fd, err_resp, strlen(err_resp))) finish_response(fd);
+    } else if (stream) {
         stream_step(fd);
     } else {
         if (send_bytes(fd, json_resp, json_resp_len)) finish_response(fd);
@@ -362,10 +413,11 @@ static void try_parse(int fd) {
         int is_post = strncmp(c->in, "POST", 4) == 0;
         int stream = is_post && body_says_true(c->in + hlen, clen, "\"stream\"");
         int usage = stream && body_says_true(c->in + hlen, clen, "\"include_usage\"");
+        int stats = !is_post && strncmp(c->in, "GET /stats ", 11) == 0;
         size_t used = hlen + clen; /* consume the request before answering it */
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= used;
-        respond(fd, is_post, stream, usage);
+        respond(fd, is_post, stream, usage, stats);
     }
     c->parsing = 0;
 }
@@ -394,7 +446,9 @@ static void on_readable(int fd) {
 static void on_timer(timer_t_ t) {
     conn_t *c = &conns[t.fd];
     if (!c->open || c->gen != t.gen || !c->active) return;
-    if (c->stage < 0) {
+    if (c->fail == 1) {
+        if (send_bytes(t.fd, err_resp, strlen(err_resp))) finish_response(t.fd);
+    } else if (c->stage < 0) {
         if (send_bytes(t.fd, json_resp, json_resp_len)) finish_response(t.fd);
     } else {
         stream_step(t.fd);
@@ -411,8 +465,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ttfb-ms") && i + 1 < argc) ttfb_ms = atol(argv[++i]);
         else if (!strcmp(argv[i], "--gap-ms") && i + 1 < argc) gap_ms = atol(argv[++i]);
         else if (!strcmp(argv[i], "--chunks") && i + 1 < argc) n_chunks = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--fail-every") && i + 1 < argc) fail_every = atol(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s --port P [--ttfb-ms N] [--gap-ms N] [--chunks N] [--host H]\n", argv[0]);
+            fprintf(stderr, "usage: %s --port P [--ttfb-ms N] [--gap-ms N] [--chunks N] [--fail-every N] [--host H]\n", argv[0]);
             return 2;
         }
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -77,7 +78,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     rt = gw.runtime  # one config for the whole request, even across a hot reload
     t0 = time.monotonic()
     rec = UsageRecord(
-        request_id=f"req_{uuid.uuid4().hex}",
+        request_id=f"req_{os.urandom(16).hex()}",
         ts=datetime.now(UTC),
         endpoint="/v1/chat/completions",
         status=0,
@@ -103,21 +104,24 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
                 if plan.routing:
                     rec.policy["routing"] = plan.routing
         limits = gw.admission.limits_for(rt.config, principal.tenant)
+        rl: dict[str, str] = {}  # rate-limit headers, on every answer as OpenAI sends them
         if limits is not None:  # rate limits and budget: a 429 before any cache or upstream work
-            await gw.admission.admit(limits, principal, req, plan.candidates, rec.request_id, "openai")
-        look = await cache_lookup(gw, principal.tenant, req, plan, rec)  # after policy, never before
+            rl = await gw.admission.admit(limits, principal, req, plan.candidates, rec.request_id, "openai")
+        cache_control = request.headers.get("cache-control")  # no-cache / no-store bypass the cache
+        look = await cache_lookup(gw, principal.tenant, req, plan, rec, cache_control)  # after policy
         if look.hit:
-            return openai_hit(gw, rec, req, look, _headers(rec, served, plan), t0)
+            return openai_hit(gw, rec, req, look, {**_headers(rec, served, plan), **rl}, t0)
         if req.stream:
             opened = await gw.open_stream(rt, plan, req, served)
-            return _stream_response(gw, req, rec, served, opened, t0, plan, look)
+            return _stream_response(gw, req, rec, served, opened, t0, plan, look, rl)
         comp = await gw.complete(rt, plan, req, served)
         gw.account(rec, served, comp.usage)
         rec.status, rec.finish_reason = 200, comp.finish_reason
         if gw.payloads is not None:  # opt-in payload capture (queued, off the request path)
             await gw.capture(rt.config, rec, req, comp.body)
         cache_store(gw, look, comp.body, served)
-        return Response(comp.body, 200, {**_headers(rec, served, plan), **look.headers()}, media_type=_JSON)
+        headers = {**_headers(rec, served, plan), **look.headers(), **rl}
+        return Response(comp.body, 200, headers, media_type=_JSON)
     except UpstreamError as err:
         gw.account(rec, served, None)
         rec.status, rec.error_code = err.upstream_status or 502, err.error_class.value
@@ -158,6 +162,7 @@ def _stream_response(
     t0: float,
     plan: Plan,
     look: Lookup,
+    rl: dict[str, str],
 ) -> SSEResponse:
     finalize = finalizer(gw, rec, served, opened, t0, req)
 
@@ -174,7 +179,7 @@ def _stream_response(
             rec.error_code = err.error_class.value
             yield openai_error_event(err)
 
-    return SSEResponse(body(), {**_headers(rec, served, plan), **look.headers()}, finalize)
+    return SSEResponse(body(), {**_headers(rec, served, plan), **look.headers(), **rl}, finalize)
 
 
 async def list_models(request: Request) -> Response:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import aiohttp
+from yarl import URL
 
 from relaygate.config.schema import Timeouts
 from relaygate.errors import UpstreamConnectionError, UpstreamTimeoutError
@@ -105,6 +106,9 @@ class Transport:
         self.timeouts = timeouts
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Parsed once per distinct URL (a provider has one, or one per region): aiohttp would
+        # parse and validate the string on every request.
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -132,7 +136,7 @@ class Transport:
         deadline = time.monotonic() + t.total_ms / 1000
         try:
             async with asyncio.timeout(min(t.first_byte_ms, t.total_ms) / 1000):
-                resp = await self._session.post(url, data=body, headers=headers)
+                resp = await self._session.post(self._url(url), data=body, headers=headers)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"no response headers within {t.first_byte_ms} ms") from exc
         except aiohttp.ServerTimeoutError as exc:
@@ -140,6 +144,14 @@ class Transport:
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             raise UpstreamConnectionError(_broken("cannot reach the upstream", exc)) from exc
         return UpstreamResponse(resp, t, deadline)
+
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 64:  # a bound, should a caller ever build URLs per request
+                self._urls.clear()
+            parsed = self._urls[url] = URL(url)
+        return parsed
 
     async def __aenter__(self) -> Transport:
         await self.start()
