@@ -20,11 +20,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import sqlalchemy as sa
 
 from tests.e2e.harness import RunningGateway, free_port, run_gateway
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -39,26 +37,6 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(every)
-
-
-@contextlib.contextmanager
-def pg_schema() -> Iterator[str]:
-    """A fresh PostgreSQL schema as a SQLAlchemy URL (skips the test without a server)."""
-    pytest.importorskip("psycopg")
-    schema = f"rg_scale_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def shared_redis_or_skip() -> str:

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 
 from relaygate.sim import SimHandle
 from tests.e2e.harness import RunningGateway
-from tests.e2e.replicas import pg_schema, replicas, shared_redis_or_skip, state_config, wait_until
+from tests.e2e.replicas import replicas, shared_redis_or_skip, state_config, wait_until
+from tests.pg import pg_schema
 
 KEY_A = "acme-" + secrets.token_hex(16)
 KEY_B = "rich-" + secrets.token_hex(16)

@@ -25,12 +25,12 @@ from tests.e2e.harness import RunningGateway
 from tests.e2e.replicas import (
     health,
     own_redis,
-    pg_schema,
     replicas,
     shared_redis_or_skip,
     state_config,
     wait_until,
 )
+from tests.pg import pg_schema
 
 ADMIN_KEY = "admin-" + secrets.token_hex(16)
 KEY = "evts-" + secrets.token_hex(16)
