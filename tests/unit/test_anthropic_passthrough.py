@@ -89,7 +89,7 @@ def test_watch_reads_usage_and_stop_reason_and_commits_on_first_delta() -> None:
         watch.inspect(ev)
     assert watch.content_seen and watch.done and watch.stop_reason == "max_tokens"
     assert watch.finish_reason == "length"
-    u = watch.ledger_usage
+    u = watch.usage
     assert u is not None and (u.prompt_tokens, u.completion_tokens, u.cached_tokens) == (42, 9, 30)
 
 

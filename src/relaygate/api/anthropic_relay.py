@@ -16,7 +16,6 @@ pass-through (any Anthropic deployment among the candidates) skips the cache,
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import orjson
 from starlette.responses import Response
 
 from relaygate.api.error_render import anthropic_error_event
+from relaygate.api.stream_relay import finalizer
 from relaygate.api.streaming import SSEResponse
 from relaygate.cache.service import Lookup
 from relaygate.errors import ErrorClass, InvalidRequestError, UpstreamError
@@ -163,26 +163,7 @@ def native_stream(
     """Relay a committed pass-through stream: the bytes read while opening, then every upstream
     chunk as it arrives (no re-encoding). A cut or broken upstream ends with an Anthropic
     ``error`` event; the ledger row is written when the response ends, however it ends."""
-    watch = opened.watch
-    rec.status = 200
-    gw.account(rec, served, None)
-    rec.ttft_ms = (time.monotonic() - t0) * 1000
-
-    async def finalize(disconnected: bool) -> None:
-        if watch.done:
-            opened.resp.release()
-        else:
-            opened.resp.close()
-        gw.account(rec, served, watch.ledger_usage)
-        rec.finish_reason = watch.finish_reason
-        rec.complete = watch.done and not disconnected and rec.error_code is None
-        if disconnected and rec.error_code is None:
-            rec.error_code = "client_disconnected"
-        rec.latency_ms = (time.monotonic() - t0) * 1000
-        await gw.record(rec)
-        if gw.payloads is not None and rec.complete:
-            await gw.capture(gw.runtime.config, rec, req)
-
+    finalize = finalizer(gw, rec, served, opened, t0, req)
     return SSEResponse(_relay(opened, rec), headers, finalize)
 
 

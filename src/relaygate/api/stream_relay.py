@@ -20,6 +20,7 @@ from relaygate.protocols.openai import ChatRequest
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.protocols.sse import SSEEvent
 from relaygate.routing.attempts import OpenedStream, stream_error
+from relaygate.routing.native_attempts import NativeStream
 from relaygate.routing.router import Served
 
 __all__ = ["finalizer", "upstream_batches"]
@@ -58,11 +59,13 @@ def finalizer(
     gw: Gateway,
     rec: UsageRecord,
     served: Served,
-    opened: OpenedStream,
+    opened: OpenedStream | NativeStream,
     t0: float,
     req: ChatRequest | None = None,
 ) -> Callable[[bool], Awaitable[None]]:
-    """The stream's end: release the upstream, fill usage/cost/completeness, record the row."""
+    """The stream's end: release the upstream, fill usage/cost/completeness, record the row.
+    ``opened`` is a translated stream or an Anthropic pass-through one: both watches give
+    ``done``, ``complete``, ``content_seen``, ``usage`` and ``finish_reason``."""
     watch = opened.watch
     rec.status = 200
     gw.account(rec, served, None)

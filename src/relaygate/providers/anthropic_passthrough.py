@@ -78,7 +78,7 @@ class NativeStreamWatch:
     """Reads a relayed Anthropic event stream without changing it: usage, stop reason, whether
     content began (the commit point for failover) and whether ``message_stop`` arrived."""
 
-    usage: dict[str, Any] = field(default_factory=dict)
+    raw_usage: dict[str, Any] = field(default_factory=dict)  # Anthropic's counts, as sent
     stop_reason: str | None = None
     content_seen: bool = False
     done: bool = False
@@ -110,7 +110,7 @@ class NativeStreamWatch:
         if kind == "message_start":
             msg = data.get("message")
             if isinstance(msg, dict) and isinstance(msg.get("usage"), dict):
-                self.usage.update(msg["usage"])
+                self.raw_usage.update(msg["usage"])
             return EventKind.OTHER
         if kind == "content_block_delta" or (kind == "content_block_start" and _has_content(data)):
             self.content_seen = True
@@ -120,7 +120,7 @@ class NativeStreamWatch:
             if isinstance(delta, dict) and delta.get("stop_reason") is not None:
                 self.stop_reason = str(delta["stop_reason"])
             if isinstance(data.get("usage"), dict):  # cumulative counts (streaming docs)
-                self.usage.update({k: v for k, v in data["usage"].items() if v is not None})
+                self.raw_usage.update({k: v for k, v in data["usage"].items() if v is not None})
             return EventKind.FINISH
         if kind == "message_stop":
             self.done = True
@@ -128,8 +128,14 @@ class NativeStreamWatch:
         return EventKind.OTHER
 
     @property
-    def ledger_usage(self) -> Usage | None:
-        return native_usage(self.usage) if self.usage else None
+    def usage(self) -> Usage | None:
+        """Tokens in the ledger's terms (what ``StreamWatch.usage`` gives for translated streams)."""
+        return native_usage(self.raw_usage) if self.raw_usage else None
+
+    @property
+    def complete(self) -> bool:
+        """The stream ended with ``message_stop``."""
+        return self.done
 
     @property
     def finish_reason(self) -> str | None:
