@@ -28,6 +28,7 @@ if "serve" in sys.argv:
         "ins": [],
     }
     _t0 = [0.0]
+    _start = time.perf_counter()
 
     def _gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -39,7 +40,9 @@ if "serve" in sys.argv:
         _st["ms"][g] += d
         _st["max_ms"][g] = max(_st["max_ms"][g], d)
         if d > 1 and len(_st["slow"]) < 500:
-            _st["slow"].append([g, round(d, 2)])
+            # generation, ms, seconds since start, objects frozen by then (0: before gc.freeze)
+            since = round(time.perf_counter() - _start, 2)
+            _st["slow"].append([g, round(d, 2), since, gc.get_freeze_count()])
 
     gc.callbacks.append(_gc)
 

@@ -116,6 +116,33 @@ def test_usage_round_trip(engine: sa.Engine) -> None:
     assert back.ts.tzinfo is not None
 
 
+def test_sqlite_batch_insert_stores_what_sqlalchemys_insert_stores(tmp_path: Path) -> None:
+    # UsageStore writes SQLite batches as driver SQL with the columns' bind processors; the stored
+    # values must be the very ones SQLAlchemy's compiled insert writes, NULLs and JSON included.
+    from relaygate.ledger.schema import usage
+    from relaygate.ledger.usage_store import _to_row
+
+    rows = [
+        record(0),
+        record(1, ts=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), stream=True, complete=False),
+        record(2, pii_entities=["EMAIL"], policy={"allowed": ["a"], "n": 1}, cache="hit", key_id=None),
+        record(3, attempts=[], prompt_tokens=None, cost_usd=None, ttft_ms=None, status=502),
+    ] + [record(i) for i in range(4, 300)]  # over one statement's 128 rows
+    ours = open_database(f"sqlite:///{tmp_path}/ours.db")
+    theirs = open_database(f"sqlite:///{tmp_path}/theirs.db")
+    UsageStore(ours).insert_usage(rows)
+    with theirs.begin() as conn:
+        conn.execute(usage.insert(), [_to_row(r) for r in rows])
+
+    def raw(engine: sa.Engine) -> list[tuple[object, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM usage ORDER BY id")]
+
+    assert raw(ours) == raw(theirs)
+    assert len(raw(ours)) == 300
+    assert UsageStore(ours).list_usage(300)[-3].pii_entities == ["EMAIL"]
+
+
 def test_non_utc_and_naive_times_are_stored_as_utc(engine: sa.Engine) -> None:
     store = UsageStore(engine)
     plus2 = timezone(timedelta(hours=2))

@@ -81,16 +81,21 @@ class UsageStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        self._sqlite: _SQLiteInsert | None = None
 
     def insert_usage(self, rows: Sequence[UsageRecord]) -> None:
         """Insert ``rows`` in one transaction. All or nothing.
 
-        On SQLite the batch goes as multi-row ``INSERT ... VALUES (...), (...)`` statements
-        (SQLAlchemy's "insertmanyvalues", taken because of ``RETURNING``): the sqlite3 driver's
-        own ``executemany`` gives the GIL up around every row, and while the event loop is busy
-        it waits a switch interval to get it back each time (1.6k rows/s against 8k rows/s with
-        a busy thread: bench/ledger_contention.py). psycopg's ``executemany`` already
-        pipelines, so PostgreSQL keeps it (https://docs.sqlalchemy.org/en/20/core/connections.html
+        On SQLite the batch goes as multi-row ``INSERT ... VALUES (...), (...)`` statements of at
+        most ``_SQLITE_ROWS_PER_STATEMENT`` rows, written as driver SQL with the columns' own bind
+        processors (``_SQLiteInsert``): one ``sqlite3_step`` per statement, so the writer thread
+        gives the GIL up once per statement rather than once per row (the sqlite3 driver's
+        ``executemany`` does it around every row, and while the event loop is busy the writer
+        waits a switch interval to get it back each time: bench/ledger_contention.py), and about
+        a third of the CPU of SQLAlchemy's compiled insert for a 128-row batch (no per-row
+        parameter compilation; bench/ledger_contention.py prints both). psycopg's
+        ``executemany`` already pipelines, so PostgreSQL keeps SQLAlchemy's insert
+        (https://docs.sqlalchemy.org/en/20/core/connections.html
         #insert-many-values-behavior-for-insert-statements).
 
         Raises ``StorageError`` (``transient`` says whether retrying may help).
@@ -99,10 +104,12 @@ class UsageStore:
             return
         values = [_to_row(record) for record in rows]
         with transaction(self._engine, write=True) as conn:
-            stmt = usage.insert()
             if conn.dialect.name == "sqlite":
-                stmt = stmt.returning(usage.c.id)
-            conn.execute(stmt, values)
+                if self._sqlite is None:
+                    self._sqlite = _SQLiteInsert(conn.dialect)
+                self._sqlite.execute(conn, values)
+            else:
+                conn.execute(usage.insert(), values)
 
     def query_usage(self, since: datetime, by: GroupBy, *, tenant: str | None = None) -> list[UsageSummary]:
         """Aggregate rows with ``ts >= since`` (naive means UTC) grouped ``by`` tenant, route or
@@ -259,6 +266,44 @@ def _to_row(record: UsageRecord) -> dict[str, Any]:
         policy=None if record.policy is None else _clean_json(record.policy),
     )
     return row
+
+
+_SQLITE_ROWS_PER_STATEMENT = 128  # 128 rows x 25 columns: far below SQLite's 32,766 variables
+
+
+class _SQLiteInsert:
+    """Multi-row ``INSERT INTO usage`` as driver SQL: the statement text is built once per row
+    count, every value passes through its column's bind processor for ``dialect`` (the same
+    conversion SQLAlchemy's compiled insert applies: UTC datetimes as text, JSON as text,
+    booleans as integers), so the stored values are the same (tests/unit/test_ledger_store.py).
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        columns = [c for c in usage.columns if c.name != "id"]
+        self._names = [c.name for c in columns]
+        self._procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        self._head = f"INSERT INTO usage ({', '.join(self._names)}) VALUES "
+        self._one = "(" + ", ".join("?" * len(columns)) + ")"
+        self._sql: dict[int, str] = {}
+
+    def _statement(self, n: int) -> str:
+        sql = self._sql.get(n)
+        if sql is None:
+            sql = self._sql[n] = self._head + ", ".join([self._one] * n)
+        return sql
+
+    def execute(self, conn: sa.Connection, values: Sequence[dict[str, Any]]) -> None:
+        """Insert ``values`` (rows as ``_to_row`` makes them) on ``conn``, inside its transaction."""
+        pairs = list(zip(self._names, self._procs, strict=True))
+        for start in range(0, len(values), _SQLITE_ROWS_PER_STATEMENT):
+            chunk = values[start : start + _SQLITE_ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            append = params.append
+            for row in chunk:
+                for name, proc in pairs:
+                    value = row[name]
+                    append(value if proc is None else proc(value))
+            conn.exec_driver_sql(self._statement(len(chunk)), tuple(params))
 
 
 def _from_row(row: Any) -> UsageRecord:
