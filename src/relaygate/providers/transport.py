@@ -1,6 +1,8 @@
-"""Pooled upstream HTTP client: one aiohttp session per provider, split timeouts.
+"""Pooled upstream HTTP client: one keep-alive connection pool per provider, split timeouts.
 
-The only module that talks to aiohttp. Its exceptions are translated here, once, into
+The only module the providers use to reach an upstream; the HTTP/1.1 client itself is
+``providers/http1.py`` (asyncio + httptools, chosen over aiohttp's client by measurement:
+bench/flamegraphs/README.md). Its errors are translated here, once, into
 ``UpstreamTimeoutError`` / ``UpstreamConnectionError`` (``raise ... from exc``).
 Timeouts (ms) come from ``config.schema.Timeouts``: connect, first byte, idle gap between
 body chunks, total per attempt.
@@ -14,11 +16,15 @@ import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-import aiohttp
-from yarl import URL
-
 from relaygate.config.schema import Timeouts
 from relaygate.errors import UpstreamConnectionError, UpstreamTimeoutError
+from relaygate.providers.http1 import (
+    ConnectionPool,
+    ConnectTimeoutError,
+    HTTPClientError,
+    Origin,
+    PooledResponse,
+)
 
 __all__ = ["Transport", "UpstreamResponse"]
 
@@ -26,9 +32,9 @@ log = logging.getLogger("relaygate.transport")
 
 
 def _broken(what: str, exc: BaseException) -> str:
-    """A client-safe message; the library's own text goes to the log only."""
+    """A client-safe message; the underlying error's text goes to the log only."""
     log.info("%s: %r", what, exc)
-    return f"{what} ({type(exc).__name__})"
+    return f"{what} ({exc})" if isinstance(exc, HTTPClientError) else f"{what} ({type(exc).__name__})"
 
 
 class UpstreamResponse:
@@ -37,12 +43,12 @@ class UpstreamResponse:
 
     __slots__ = ("_deadline", "_resp", "_timeouts", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float) -> None:
+    def __init__(self, resp: PooledResponse, timeouts: Timeouts, deadline: float) -> None:
         self._resp = resp
         self._timeouts = timeouts
         self._deadline = deadline
         self.status = resp.status
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers = resp.headers  # names in lower case
 
     def _remaining(self) -> float:
         left = self._deadline - time.monotonic()
@@ -54,12 +60,12 @@ class UpstreamResponse:
         """The whole body (bounded by the total timeout and ``limit`` bytes)."""
         try:
             async with asyncio.timeout(self._remaining()):
-                body = await self._resp.content.read(limit)
+                body = await self._resp.read(limit)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 f"upstream body not complete within total timeout ({self._timeouts.total_ms} ms)"
             ) from exc
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except OSError as exc:
             raise UpstreamConnectionError(
                 _broken("upstream connection broke while reading the body", exc)
             ) from exc
@@ -69,16 +75,16 @@ class UpstreamResponse:
         """Body chunks as they arrive. The first chunk must come within ``first_byte_ms``,
         each later one within ``idle_ms`` of the previous, all within ``total_ms``."""
         wait_ms = self._timeouts.first_byte_ms
-        content = self._resp.content
+        resp = self._resp
         while True:
             limit = min(wait_ms / 1000, self._remaining())
             try:
                 async with asyncio.timeout(limit):
-                    chunk = await content.readany()
+                    chunk = await resp.chunk()
             except TimeoutError as exc:
                 which = "first byte" if wait_ms == self._timeouts.first_byte_ms else "idle"
                 raise UpstreamTimeoutError(f"upstream stream {which} timeout ({wait_ms} ms)") from exc
-            except (aiohttp.ClientError, ConnectionError) as exc:
+            except OSError as exc:
                 raise UpstreamConnectionError(_broken("upstream connection broke mid-stream", exc)) from exc
             if not chunk:
                 return
@@ -105,23 +111,18 @@ class Transport:
     def __init__(self, timeouts: Timeouts, max_connections: int = 256) -> None:
         self.timeouts = timeouts
         self._max = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        # Parsed once per distinct URL (a provider has one, or one per region): aiohttp would
-        # parse and validate the string on every request.
-        self._urls: dict[str, URL] = {}
+        self._pool: ConnectionPool | None = None
+        # Parsed once per distinct URL (a provider has one, or one per region).
+        self._origins: dict[str, Origin] = {}
 
     async def start(self) -> None:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max, ttl_dns_cache=300, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect_ms / 1000)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
-            )
+        if self._pool is None:
+            self._pool = ConnectionPool(self._max, self.timeouts.connect_ms / 1000)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
         """Send ``body`` and wait for the response headers (``first_byte_ms``).
@@ -129,29 +130,30 @@ class Transport:
         Raises ``UpstreamTimeoutError`` or ``UpstreamConnectionError``; any HTTP status is
         returned, not raised.
         """
-        if self._session is None:
+        if self._pool is None:
             await self.start()
-        assert self._session is not None
+        assert self._pool is not None
         t = self.timeouts
         deadline = time.monotonic() + t.total_ms / 1000
         try:
+            origin = self._origin(url)
             async with asyncio.timeout(min(t.first_byte_ms, t.total_ms) / 1000):
-                resp = await self._session.post(self._url(url), data=body, headers=headers)
+                resp = await self._pool.request(origin, headers, body)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(f"no response headers within {t.first_byte_ms} ms") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise UpstreamTimeoutError(f"connect timeout ({t.connect_ms} ms): {exc}") from exc
-        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+        except ConnectTimeoutError as exc:
+            raise UpstreamTimeoutError(f"connect timeout ({t.connect_ms} ms)") from exc
+        except (OSError, ValueError) as exc:
             raise UpstreamConnectionError(_broken("cannot reach the upstream", exc)) from exc
         return UpstreamResponse(resp, t, deadline)
 
-    def _url(self, url: str) -> URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= 64:  # a bound, should a caller ever build URLs per request
-                self._urls.clear()
-            parsed = self._urls[url] = URL(url)
-        return parsed
+    def _origin(self, url: str) -> Origin:
+        origin = self._origins.get(url)
+        if origin is None:
+            if len(self._origins) >= 64:  # a bound, should a caller ever build URLs per request
+                self._origins.clear()
+            origin = self._origins[url] = Origin.parse(url)
+        return origin
 
     async def __aenter__(self) -> Transport:
         await self.start()
