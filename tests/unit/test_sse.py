@@ -292,3 +292,20 @@ else:
     @pytest.mark.skip(reason="hypothesis is not installed: pip install hypothesis")
     def test_chunking_property() -> None:
         pass
+
+
+def test_lf_only_fast_path_matches_the_general_splitter() -> None:
+    # LF-only input takes a plain-search path; the same events written with CRLF take the
+    # general (regex) one. Both must give the same events, whatever the chunking.
+    rng = random.Random(7)
+    lines = [b'data: {"a": 1}', b"data:x", b"data: ", b"event: ping", b": comment", b"id: 3", b"data: two"]
+    for _ in range(200):
+        events = [
+            b"\n".join(rng.choices(lines, k=rng.randint(1, 3))) + b"\n\n" for _ in range(rng.randint(1, 6))
+        ]
+        lf = b"".join(events) + rng.choice([b"", b"\n", b"data: tail"])
+        cuts = [rng.randrange(len(lf) + 1) for _ in range(rng.randint(0, 5))]
+        got_lf, tail_lf = decode(lf, cuts)
+        got_crlf, tail_crlf = decode(lf.replace(b"\n", b"\r\n"))
+        assert [(raw.replace(b"\r\n", b"\n"), d, e) for raw, d, e in got_crlf] == got_lf
+        assert (tail_crlf is None) == (tail_lf is None)

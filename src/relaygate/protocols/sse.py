@@ -37,6 +37,12 @@ class SSEDecoder:
         buf = self._buf + chunk if self._buf else chunk
         events: list[SSEEvent] = []
         pos = 0
+        if b"\r" not in buf:  # LF line ends only (what providers send): a plain search is enough
+            while (end := buf.find(b"\n\n", pos)) >= 0:
+                events.append(_parse(buf[pos : end + 2], buf[pos:end]))
+                pos = end + 2
+            self._buf = buf[pos:]
+            return events
         while True:
             m = _BOUNDARY.search(buf, pos)
             if m is None or (m.end() == len(buf) and buf.endswith(b"\r")):
@@ -54,6 +60,8 @@ class SSEDecoder:
 
 
 def _parse(raw: bytes, body: bytes) -> SSEEvent:
+    if body.startswith(b"data: ") and b"\n" not in body and b"\r" not in body:
+        return SSEEvent(raw, body[6:], None)  # the usual one-line event
     data_parts: list[bytes] = []
     event: str | None = None
     for line in body.splitlines():

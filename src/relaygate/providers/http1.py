@@ -260,6 +260,21 @@ class PooledResponse:
         # False once the connection went back to the pool (and maybe on to another request)
         return self._conn.in_use and self._conn.uses == self._use
 
+    def complete(self) -> bool:
+        """True once the whole body has arrived (``read()`` will not wait)."""
+        return self._conn.complete
+
+    def ready(self) -> bytes | None:
+        """Without waiting: the body bytes already here, b"" at the body's end, or None when
+        the caller must wait (``chunk()``). Raises ``HTTPClientError`` like ``chunk()``."""
+        conn = self._conn
+        data = conn.take()
+        if data or conn.complete:
+            return data
+        if conn.error is not None:
+            raise conn.error
+        return None
+
     async def chunk(self) -> bytes:
         """The body bytes that arrived since the last call, waiting for some; b"" at the end.
         Raises ``HTTPClientError`` if the connection breaks before the body's end."""

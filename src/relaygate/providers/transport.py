@@ -59,6 +59,8 @@ class UpstreamResponse:
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         """The whole body (bounded by the total timeout and ``limit`` bytes)."""
         try:
+            if self._resp.complete():  # arrived with the headers: no timer needed
+                return await self._resp.read(limit)
             async with asyncio.timeout(self._remaining()):
                 body = await self._resp.read(limit)
         except TimeoutError as exc:
@@ -77,10 +79,12 @@ class UpstreamResponse:
         wait_ms = self._timeouts.first_byte_ms
         resp = self._resp
         while True:
-            limit = min(wait_ms / 1000, self._remaining())
+            left = self._remaining()
             try:
-                async with asyncio.timeout(limit):
-                    chunk = await resp.chunk()
+                chunk = resp.ready()  # already here (the usual case under load): no timer
+                if chunk is None:
+                    async with asyncio.timeout(min(wait_ms / 1000, left)):
+                        chunk = await resp.chunk()
             except TimeoutError as exc:
                 which = "first byte" if wait_ms == self._timeouts.first_byte_ms else "idle"
                 raise UpstreamTimeoutError(f"upstream stream {which} timeout ({wait_ms} ms)") from exc
