@@ -192,7 +192,7 @@ async def test_interim_100_continue_is_skipped(pool: ConnectionPool) -> None:
         assert await resp.read(100) == b"done"
 
 
-async def test_stale_keep_alive_connection_is_retried_once(pool: ConnectionPool) -> None:
+async def test_reused_connection_closed_before_answering_is_not_resent(pool: ConnectionPool) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         if n == 2:  # the upstream's idle timeout won the race: closed without answering
             writer.close()
@@ -204,9 +204,30 @@ async def test_stale_keep_alive_connection_is_retried_once(pool: ConnectionPool)
         resp = await pool.request(Origin.parse(srv.url), {}, b"")
         assert await resp.read(10) == b"1"
         resp.release()
-        resp = await pool.request(Origin.parse(srv.url), {}, b"")
-        assert await resp.read(10) == b"3"  # sent again on a new connection
+        # a billed POST is never sent twice by the client (RFC 9110 9.2.2): the router decides
+        with pytest.raises(HTTPClientError, match="closed the connection"):
+            await pool.request(Origin.parse(srv.url), {}, b"")
+        assert len(srv.requests) == 2
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")  # the next one: a new connection
+        assert await resp.read(10) == b"3"
         assert srv.connections == 2
+
+
+async def test_idle_connection_closed_by_upstream_leaves_the_pool(pool: ConnectionPool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(ok(b"x"))
+        await writer.drain()
+        writer.close()  # closes after answering, without saying Connection: close
+
+    async with RawServer(handler) as srv:
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")
+        assert await resp.read(10) == b"x"
+        resp.release()
+        for _ in range(50):
+            if pool._open == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert pool._open == 0 and not any(pool._idle.values())
 
 
 async def test_new_connection_closed_without_answer_is_not_retried(pool: ConnectionPool) -> None:
@@ -375,3 +396,96 @@ async def test_https_origin_is_verified_and_served(self_signed: tuple[Path, Path
         await system.request(Origin.parse(url), {}, b"{}")
     await system.close()
     srv.server.close()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data)
+
+
+def rst(writer: asyncio.StreamWriter) -> None:
+    import socket
+    import struct
+
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (ok(gz(b"a" * 10000)[:40] + b"garbage!" * 30, b"Content-Encoding: gzip\r\n"), "corrupt encoded body"),
+        (ok(gz(b"a" * 10000)[:-12], b"Content-Encoding: gzip\r\n"), "truncated"),
+        (ok(zlib.compress(b"\0" * (40 << 20)), b"Content-Encoding: deflate\r\n"), "expands past 16 MiB"),
+    ],
+    ids=["corrupt", "truncated", "bomb"],
+)
+async def test_bad_encoded_bodies_raise(pool: ConnectionPool, wire: bytes, message: str) -> None:
+    async with RawServer(answer(wire)) as srv:
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")
+        with pytest.raises(HTTPClientError, match=message):
+            await resp.read(64 << 20)
+
+
+async def test_reset_during_a_body_until_close_raises(pool: ConnectionPool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial-")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        rst(writer)
+
+    async with RawServer(handler) as srv:
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")
+        with pytest.raises(HTTPClientError, match="broke"):
+            await resp.read(1000)
+
+
+async def test_bytes_past_the_answer_do_not_leak_into_it(pool: ConnectionPool) -> None:
+    evil = b"HTTP/1.1 500 Oops\r\nX-Injected: 1\r\nContent-Length: 5\r\n\r\nevil!"
+    chunked_with_trailer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    async with RawServer(answer(ok(b"ok") + evil)) as srv:
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")
+        assert (resp.status, await resp.read(100)) == (200, b"ok")
+        assert "x-injected" not in resp.headers
+        resp.release()
+        assert pool._open == 0  # not kept: the upstream's framing cannot be trusted
+    async with RawServer(answer(chunked_with_trailer)) as srv:
+        resp = await pool.request(Origin.parse(srv.url), {}, b"")
+        assert await resp.read(100) == b"ok"
+        assert "x-trailer" not in resp.headers  # a trailer is not a header
+
+
+async def test_reading_a_released_response_raises(pool: ConnectionPool) -> None:
+    async with RawServer(answer(ok(b"body"))) as srv:
+        first = await pool.request(Origin.parse(srv.url), {}, b"")
+        assert await first.read(10) == b"body"
+        first.release()
+        second = await pool.request(Origin.parse(srv.url), {}, b"")  # on the same connection
+        with pytest.raises(HTTPClientError, match="already released"):
+            await first.read(10)
+        assert await second.read(10) == b"body"
+
+
+async def test_header_outside_latin1_is_refused(pool: ConnectionPool) -> None:
+    async with RawServer(answer(ok(b""))) as srv:
+        with pytest.raises(HTTPClientError, match="ISO-8859-1"):
+            await pool.request(Origin.parse(srv.url), {"X-Name": "caf\u00e9 \u2603"}, b"")
+
+
+async def test_transport_total_timeout_is_named(pool: ConnectionPool) -> None:
+    async def drips(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(40):
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    timeouts = Timeouts(connect_ms=500, first_byte_ms=1000, idle_ms=1000, total_ms=300)
+    async with Transport(timeouts) as transport, RawServer(drips) as srv:
+        resp = await transport.post(srv.url, {}, b"{}")
+        with pytest.raises(UpstreamTimeoutError, match="total"):
+            async for _ in resp.iter_chunks():
+                pass
+        resp.close()

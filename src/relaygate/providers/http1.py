@@ -11,8 +11,16 @@ content codings decoded should an upstream send them although the request asks f
 ``identity`` (RFC 9110 §12.5.3), TLS through the ``ssl`` module with the system's trust store.
 No proxies (the aiohttp client did not read proxy settings either), no redirects, no cookies.
 
+A request is written once and never sent again by this client, even when a reused keep-alive
+connection turns out to be closed: LLM calls are POSTs that cost money, and RFC 9110 §9.2.2 says a
+client should not repeat a non-idempotent request on its own; the router's retry policy decides.
+Idle connections the upstream closes leave the pool at once; idle ones older than
+``_IDLE_EXPIRY_S`` are closed by a sweep.
+
 Errors: ``HTTPClientError`` (an ``OSError``, so callers that caught connection errors still do)
 with a client-safe message; timeouts are the caller's (``asyncio.timeout`` around the awaits).
+Field values are decoded as ISO-8859-1 (RFC 9110 §5.5: other octets are opaque), which never
+fails and round-trips.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -33,6 +42,7 @@ __all__ = ["ConnectTimeoutError", "ConnectionPool", "HTTPClientError", "Origin",
 
 _PAUSE_AT = 1 << 20  # bytes buffered unread before the socket stops being read
 _IDLE_EXPIRY_S = 15.0  # as aiohttp's keepalive_timeout: idle connections older than this close
+_MAX_DECODED_UNREAD = 16 << 20  # a gzip/deflate body may expand to this much unread, no more
 
 
 class HTTPClientError(OSError):
@@ -86,14 +96,18 @@ def _encode_head(origin: Origin, headers: dict[str, str], length: int) -> bytes:
     if "accept-encoding" not in sent:
         lines.append("Accept-Encoding: identity")
     lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    try:
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise HTTPClientError("a request header value is not ISO-8859-1 text") from exc
 
 
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection and the response being read on it (one at a time)."""
 
-    def __init__(self, key: tuple[str, str, int]) -> None:
+    def __init__(self, key: tuple[str, str, int], on_idle_lost: Callable[[_Connection], None]) -> None:
         self.key = key
+        self._on_idle_lost = on_idle_lost
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
@@ -109,6 +123,8 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.error: HTTPClientError | None = None
         self.headers_done = False
+        self.extra = False  # bytes past the end of the answer: the connection is not reused
+        self._encoded_in = False  # any body bytes fed to the decoder
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
@@ -118,6 +134,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_use:  # nothing was asked: an idle connection must stay silent
+            self.close()
+            return
         self.received = True
         try:
             self.parser.feed_data(data)
@@ -130,19 +149,30 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.in_use:
+            self._on_idle_lost(self)
+            return
         if self.complete:
             return
-        if self.headers_done and self._reads_until_close():
-            self.on_message_complete()
+        if exc is None and self.error is None and self.headers_done and self._reads_until_close():
+            self.on_message_complete()  # a body that ends with the connection (RFC 9112 §6.3)
             return
         what = "upstream closed the connection" if exc is None else "upstream connection broke"
         self._fail(HTTPClientError(f"{what} ({type(exc).__name__ if exc else 'EOF'})"))
 
     # -- httptools callbacks ------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.headers_done:  # a second answer to one request: keep the first, drop the link
+            self.extra = True
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if not self.headers_done:  # trailers (and anything after the answer) are not headers
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        if self.headers_done:
+            return
         self.status = self.parser.get_status_code()
         if 100 <= self.status < 200:  # an interim answer: the real one follows
             self.headers = {}
@@ -156,11 +186,20 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        if self._decoder is not None:
+        if self.extra or self.error is not None:
+            return
+        decoder = self._decoder
+        if decoder is not None:
+            self._encoded_in = True
+            room = _MAX_DECODED_UNREAD - self.buffered
             try:
-                body = self._decoder.decompress(body)
+                body = decoder.decompress(body, room + 1)
             except zlib.error as exc:
                 self._fail(HTTPClientError(f"upstream sent a corrupt encoded body ({exc})"))
+                self.close()
+                return
+            if decoder.unconsumed_tail or len(body) > room:
+                self._fail(HTTPClientError("upstream's encoded body expands past 16 MiB unread"))
                 self.close()
                 return
             if not body:
@@ -173,10 +212,15 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
-        if not self.headers_done:  # the end of an interim (1xx) message
-            return
-        if self._decoder is not None:
-            rest = self._decoder.flush()
+        if not self.headers_done or self.extra or self.error is not None:
+            return  # the end of an interim (1xx) message, of extra bytes, or of a failed body
+        decoder = self._decoder
+        if decoder is not None and self._encoded_in:
+            rest = decoder.flush()
+            if not decoder.eof:
+                self._fail(HTTPClientError("upstream's encoded body is truncated"))
+                self.close()
+                return
             if rest:
                 self.chunks.append(rest)
                 self.buffered += len(rest)
@@ -233,6 +277,8 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.error = None
         self.headers_done = False
+        self.extra = False
+        self._encoded_in = False
         self._decoder = None
         assert self.transport is not None
         self.transport.write(data)
@@ -260,33 +306,39 @@ class PooledResponse:
         # False once the connection went back to the pool (and maybe on to another request)
         return self._conn.in_use and self._conn.uses == self._use
 
+    def _check(self) -> _Connection:
+        if not self._mine():
+            raise HTTPClientError("the response was already released")
+        return self._conn
+
     def complete(self) -> bool:
         """True once the whole body has arrived (``read()`` will not wait)."""
-        return self._conn.complete
+        return self._mine() and self._conn.complete
 
     def ready(self) -> bytes | None:
         """Without waiting: the body bytes already here, b"" at the body's end, or None when
         the caller must wait (``chunk()``). Raises ``HTTPClientError`` like ``chunk()``."""
-        conn = self._conn
+        conn = self._check()
         data = conn.take()
-        if data or conn.complete:
+        if data:
             return data
         if conn.error is not None:
             raise conn.error
-        return None
+        return b"" if conn.complete else None
 
     async def chunk(self) -> bytes:
         """The body bytes that arrived since the last call, waiting for some; b"" at the end.
-        Raises ``HTTPClientError`` if the connection breaks before the body's end."""
-        conn = self._conn
+        Raises ``HTTPClientError`` if the connection breaks before the body's end, or if the
+        response was already released."""
         while True:
+            conn = self._check()
             data = conn.take()
             if data:
                 return data
-            if conn.complete:
-                return b""
             if conn.error is not None:
                 raise conn.error
+            if conn.complete:
+                return b""
             await conn.wait()
 
     async def read(self, limit: int) -> bytes:
@@ -314,8 +366,9 @@ class PooledResponse:
     def __del__(self) -> None:
         # a response dropped without release() must not hold a pool slot for ever
         if self._mine():
-            self._conn.close()
-            self._pool.put(self._conn)
+            with contextlib.suppress(RuntimeError):  # the event loop may be closed already
+                self._conn.close()
+                self._pool.put(self._conn)
 
 
 class ConnectionPool:
@@ -333,48 +386,39 @@ class ConnectionPool:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._ssl = ssl_context
         self._closed = False
+        self._swept = time.monotonic()
 
     async def request(self, origin: Origin, headers: dict[str, str], body: bytes) -> PooledResponse:
-        """Send ``POST`` with ``body``; returns once the response headers are in.
+        """Send ``POST`` with ``body`` once; returns once the response headers are in.
 
-        A request sent on a reused keep-alive connection that the upstream closed before any
-        byte of the answer is sent again once on a new connection (the upstream's idle timeout
-        raced the reuse; RFC 9112 §9.3.1 allows a client to retry then). Raises
-        ``HTTPClientError``.
+        Raises ``HTTPClientError`` (``ConnectTimeoutError`` past the connect timeout).
         """
         data = _encode_head(origin, headers, len(body)) + body
-        for attempt in range(2):
-            conn, reused = await self._acquire(origin.key)
-            try:
-                conn.start(data)
-                while not conn.headers_done:
-                    if conn.error is not None:
-                        raise conn.error
-                    await conn.wait()
-            except HTTPClientError:
-                conn.close()
-                self.put(conn)
-                if reused and not conn.received and attempt == 0:
-                    continue
-                raise
-            except BaseException:  # cancelled (a timeout): the answer can no longer be read
-                conn.close()
-                self.put(conn)
-                raise
-            return PooledResponse(self, conn)
-        raise AssertionError("unreachable")
+        conn = await self._acquire(origin.key)
+        try:
+            conn.start(data)
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait()
+        except BaseException:  # broken, or cancelled (a timeout): the answer cannot be read
+            conn.close()
+            self.put(conn)
+            raise
+        return PooledResponse(self, conn)
 
-    async def _acquire(self, key: tuple[str, str, int]) -> tuple[_Connection, bool]:
+    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
         while True:
-            idle = self._idle.get(key)
             now = time.monotonic()
+            if now - self._swept > _IDLE_EXPIRY_S / 3:
+                self._sweep(now)
+            idle = self._idle.get(key)
             while idle:
                 conn = idle.pop()
                 if not conn.closed and now - conn.idle_since < _IDLE_EXPIRY_S:
                     conn.in_use = True
-                    return conn, True
-                conn.close()
-                self._open -= 1
+                    return conn
+                self._discard(conn)
             if self._open < self._limit or self._close_oldest_idle():
                 break
             waiter = asyncio.get_running_loop().create_future()
@@ -387,7 +431,7 @@ class ConnectionPool:
                 raise
         self._open += 1
         try:
-            return await self._connect(key), False
+            return await self._connect(key)
         except BaseException:
             self._open -= 1
             self._wake_one()
@@ -404,7 +448,11 @@ class ConnectionPool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(key), host, port, ssl=tls, server_hostname=host if tls else None
+                    lambda: _Connection(key, self._idle_lost),
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
                 )
         except TimeoutError as exc:
             raise ConnectTimeoutError(f"connect timeout ({self._connect_timeout * 1000:.0f} ms)") from exc
@@ -425,6 +473,27 @@ class ConnectionPool:
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
         self._wake_one()
+
+    def _discard(self, conn: _Connection) -> None:
+        """Close a connection already taken out of the idle lists; frees its slot."""
+        conn.close()
+        self._open -= 1
+        self._wake_one()
+
+    def _idle_lost(self, conn: _Connection) -> None:
+        """An idle connection closed (by the upstream, or by a sweep): out of the pool."""
+        conns = self._idle.get(conn.key)
+        if conns and conn in conns:
+            conns.remove(conn)
+            self._open -= 1
+            self._wake_one()
+
+    def _sweep(self, now: float) -> None:
+        """Close idle connections older than ``_IDLE_EXPIRY_S`` (every origin's)."""
+        self._swept = now
+        for conns in self._idle.values():
+            while conns and (conns[0].closed or now - conns[0].idle_since >= _IDLE_EXPIRY_S):
+                self._discard(conns.pop(0))
 
     def _close_oldest_idle(self) -> bool:
         oldest: _Connection | None = None

@@ -76,23 +76,25 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive. The first chunk must come within ``first_byte_ms``,
         each later one within ``idle_ms`` of the previous, all within ``total_ms``."""
-        wait_ms = self._timeouts.first_byte_ms
+        t = self._timeouts
+        wait_ms, which = t.first_byte_ms, "first byte"
         resp = self._resp
         while True:
             left = self._remaining()
             try:
                 chunk = resp.ready()  # already here (the usual case under load): no timer
                 if chunk is None:
+                    if left < wait_ms / 1000:
+                        wait_ms, which = t.total_ms, "total"
                     async with asyncio.timeout(min(wait_ms / 1000, left)):
                         chunk = await resp.chunk()
             except TimeoutError as exc:
-                which = "first byte" if wait_ms == self._timeouts.first_byte_ms else "idle"
                 raise UpstreamTimeoutError(f"upstream stream {which} timeout ({wait_ms} ms)") from exc
             except OSError as exc:
                 raise UpstreamConnectionError(_broken("upstream connection broke mid-stream", exc)) from exc
             if not chunk:
                 return
-            wait_ms = self._timeouts.idle_ms
+            wait_ms, which = t.idle_ms, "idle"
             yield chunk
 
     def release(self) -> None:
