@@ -330,16 +330,9 @@ class PooledResponse:
         """The body bytes that arrived since the last call, waiting for some; b"" at the end.
         Raises ``HTTPClientError`` if the connection breaks before the body's end, or if the
         response was already released."""
-        while True:
-            conn = self._check()
-            data = conn.take()
-            if data:
-                return data
-            if conn.error is not None:
-                raise conn.error
-            if conn.complete:
-                return b""
-            await conn.wait()
+        while (data := self.ready()) is None:
+            await self._conn.wait()
+        return data
 
     async def read(self, limit: int) -> bytes:
         """The whole body, at most ``limit`` bytes (the rest is dropped with the connection)."""
