@@ -123,3 +123,19 @@ def test_client_disconnect_mid_stream_still_records_a_row(start: Any) -> None:
             break  # leave after the first bytes
     row = _last_row(gw)
     assert row.stream and not row.complete
+
+
+def test_client_gone_before_the_first_content_is_not_a_complete_stream(start: Any) -> None:
+    # The gateway holds a stream back until its first content (so it can still fail over); a
+    # client that gives up meanwhile must not be recorded as having received the whole stream.
+    only = "  chat:\n    deployments:\n      - {provider: p3, model: primary}\n"  # default timeouts
+    gw = start({"primary": {"reply": "late words", "ttft_ms": 1500, "chunk_gap_ms": 0}}, only)
+    body = {"model": "chat", "messages": MSG, "stream": True}
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream("POST", gw.base_url + "/chat/completions", json=body, timeout=0.5) as r,
+    ):
+        r.read()
+    row = _last_row(gw)
+    assert row.stream and not row.complete
+    assert row.error_code == "client_disconnected"

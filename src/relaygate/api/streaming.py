@@ -39,21 +39,27 @@ class SSEResponse:
         self.finalize = finalize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = False
-        pump = asyncio.ensure_future(self._pump(send))
         watcher = asyncio.ensure_future(self._watch(receive))
+        # One loop turn for the watcher first: a client that left while the gateway held the
+        # stream back (failover happens before the first byte) is gone already; the server would
+        # drop the writes without an error, and a pump over upstream bytes that are all buffered
+        # would finish without ever yielding, so the row would say "complete".
+        await asyncio.sleep(0)
+        disconnected = watcher.done()
+        pump = None if disconnected else asyncio.ensure_future(self._pump(send))
         try:
-            done, _ = await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if pump not in done:
-                disconnected = True
-                pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
+            if pump is not None:
+                done, _ = await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if pump not in done:
+                    disconnected = True
+                    pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await pump
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            if not pump.done():
+            if pump is not None and not pump.done():
                 pump.cancel()
             with contextlib.suppress(Exception):
                 await self.body.aclose()
