@@ -114,10 +114,17 @@ class _Connection(asyncio.Protocol):
         self.in_use = True  # between the pool's acquire and put
         self.uses = 0  # requests started on this connection; tells a stale PooledResponse apart
         self.idle_since = 0.0
-        self.received = False  # any byte of the current response
+        self.chunks: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self._new_response()
+
+    def _new_response(self) -> None:
+        """The per-response state, empty (at connect and before each request)."""
         self.status = 0
         self.headers: dict[str, str] = {}
-        self.chunks: deque[bytes] = deque()
+        self.chunks.clear()
         self.buffered = 0
         self.complete = False
         self.keep_alive = False
@@ -125,9 +132,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.extra = False  # bytes past the end of the answer: the connection is not reused
         self._encoded_in = False  # any body bytes fed to the decoder
-        self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
-        self._decoder: zlib._Decompress | None = None  # type: ignore[name-defined]
+        self._decoder = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,7 +142,6 @@ class _Connection(asyncio.Protocol):
         if not self.in_use:  # nothing was asked: an idle connection must stay silent
             self.close()
             return
-        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -268,18 +272,7 @@ class _Connection(asyncio.Protocol):
     def start(self, data: bytes) -> None:
         """Reset the response state and send one request."""
         self.uses += 1
-        self.received = False
-        self.status = 0
-        self.headers = {}
-        self.chunks.clear()
-        self.buffered = 0
-        self.complete = False
-        self.keep_alive = False
-        self.error = None
-        self.headers_done = False
-        self.extra = False
-        self._encoded_in = False
-        self._decoder = None
+        self._new_response()
         assert self.transport is not None
         self.transport.write(data)
 

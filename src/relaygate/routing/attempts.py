@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -150,21 +150,39 @@ async def attempt_stream(
     """Open a stream and read until it may be committed. Raises ``UpstreamError`` before that."""
     resp = await _send(provider, dep, req, stream_usage=stream_usage, region=region)
     opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
+    return await hold_stream(opened, lambda chunk, events: _take(opened, events))
+
+
+class _Held(Protocol):
+    resp: UpstreamResponse
+    chunks: AsyncIterator[bytes]
+    decoder: SSEDecoder
+    ended: bool
+
+
+H = TypeVar("H", bound=_Held)
+
+
+async def hold_stream(opened: H, take: Callable[[bytes | None, list[SSEEvent]], bool]) -> H:
+    """Read ``opened``'s upstream until ``take(chunk, events)`` says it may be committed (the
+    chunk is None for the decoder's unterminated tail at the end). Until then an error or a cut
+    is still a failover, invisible to the client: raises ``UpstreamError`` (``STREAM_CUT`` when
+    the body ends first) and closes the upstream response on any exception."""
     try:
         async for chunk in opened.chunks:
-            if _take(opened, opened.decoder.feed(chunk)):
+            if take(chunk, opened.decoder.feed(chunk)):
                 return opened
-        tail = opened.decoder.finish()
         opened.ended = True
-        if tail is not None and _take(opened, [tail]):
+        tail = opened.decoder.finish()
+        if take(None, [tail] if tail is not None else []):
             return opened
         raise UpstreamError(
             "upstream stream ended before any content",
             error_class=ErrorClass.STREAM_CUT,
-            upstream_status=resp.status,
+            upstream_status=opened.resp.status,
         )
     except BaseException:
-        resp.close()
+        opened.resp.close()
         raise
 
 

@@ -28,7 +28,7 @@ from relaygate.providers.anthropic_passthrough import EventKind, NativeStreamWat
 from relaygate.providers.base import Provider
 from relaygate.providers.errors import refused_input
 from relaygate.providers.transport import UpstreamResponse
-from relaygate.routing.attempts import attempt_completion, attempt_stream, content_part_path
+from relaygate.routing.attempts import attempt_completion, attempt_stream, content_part_path, hold_stream
 
 __all__ = [
     "NativeCompletion",
@@ -105,23 +105,13 @@ async def attempt_native_stream(
     body = native_body(req.raw, dep.model)
     resp = await provider.post_messages(body, region=region, extra_headers=req.headers)
     opened = NativeStream(resp, resp.iter_chunks(), SSEDecoder(), NativeStreamWatch())
-    try:
-        async for chunk in opened.chunks:
-            opened.buffered.append(chunk)
-            if _committed(opened, opened.decoder.feed(chunk)):
-                return opened
-        opened.ended = True
-        tail = opened.decoder.finish()
-        if _committed(opened, [tail] if tail is not None else []):
-            return opened
-        raise UpstreamError(
-            "upstream stream ended before any content",
-            error_class=ErrorClass.STREAM_CUT,
-            upstream_status=resp.status,
-        )
-    except BaseException:
-        resp.close()
-        raise
+
+    def take(chunk: bytes | None, events: list[Any]) -> bool:
+        if chunk is not None:
+            opened.buffered.append(chunk)  # relayed as the upstream sent it
+        return _committed(opened, events)
+
+    return await hold_stream(opened, take)
 
 
 def _committed(opened: NativeStream, events: list[Any]) -> bool:
