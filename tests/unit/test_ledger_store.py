@@ -127,7 +127,14 @@ def test_sqlite_batch_insert_stores_what_sqlalchemys_insert_stores(tmp_path: Pat
         record(1, ts=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), stream=True, complete=False),
         record(2, pii_entities=["EMAIL"], policy={"allowed": ["a"], "n": 1}, cache="hit", key_id=None),
         record(3, attempts=[], prompt_tokens=None, cost_usd=None, ttft_ms=None, status=502),
-    ] + [record(i) for i in range(4, 300)]  # over one statement's 128 rows
+        record(  # NUL in text, in JSON keys and values: cleaned the same way on both paths
+            4,
+            route="gpt\x00x",
+            pii_entities=["E\x00"],
+            policy={"a\x00": ["b\x00"], "plain\\u0000": 1},
+            attempts=[AttemptRecord("d\x00", "p", None, "timeout", 1.0)],
+        ),
+    ] + [record(i) for i in range(5, 300)]  # over one statement's 128 rows
     ours = open_database(f"sqlite:///{tmp_path}/ours.db")
     theirs = open_database(f"sqlite:///{tmp_path}/theirs.db")
     UsageStore(ours).insert_usage(rows)
@@ -168,8 +175,11 @@ def test_non_utc_and_naive_times_are_stored_as_utc(engine: sa.Engine) -> None:
 
 def test_nul_characters_do_not_poison_a_row(engine: sa.Engine) -> None:
     store = UsageStore(engine)
-    store.insert_usage([record(1, route="gpt\x00evil")])
-    assert store.list_usage(1)[0].route == "gpt\ufffdevil"
+    store.insert_usage([record(1, route="gpt\x00evil", policy={"k\x00": "v\x00", "ok": "a\\u0000"})])
+    back = store.list_usage(1)[0]
+    assert back.route == "gpt\ufffdevil"
+    # a real NUL is replaced; the six characters backslash-u-0-0-0-0 are kept as written
+    assert back.policy == {"k\ufffd": "v\ufffd", "ok": "a\\u0000"}
 
 
 def test_query_usage_aggregates_by_each_dimension(engine: sa.Engine) -> None:

@@ -243,3 +243,48 @@ async def test_close_timeout_counts_dropped_rows_loudly(caplog: pytest.LogCaptur
         await writer.close(timeout_s=0.2)
     assert (writer.dropped, writer.pending, writer.written) == (7, 0, 0)
     assert "NOT written" in caplog.text
+
+
+async def test_rows_are_prepared_on_the_event_loop_and_inserted_in_a_thread(store: UsageStore) -> None:
+    # The Python work per row (JSON, datetimes) happens at submit on the loop, one row at a time;
+    # the writer thread gets ready parameters (the GIL is then held there only for the driver).
+    loop_thread = threading.get_ident()
+    seen: dict[str, set[int]] = {"prepare": set(), "insert": set()}
+
+    class Spy:
+        def insert_usage(self, rows: Sequence[UsageRecord]) -> None:
+            raise AssertionError("a preparing sink gets insert_prepared")
+
+        def prepare_row(self, rec: UsageRecord) -> object:
+            seen["prepare"].add(threading.get_ident())
+            return store.prepare_row(rec)
+
+        def insert_prepared(self, rows: Sequence[object]) -> None:
+            seen["insert"].add(threading.get_ident())
+            assert all(isinstance(row, tuple) for row in rows)  # SQLite: driver values
+            store.insert_prepared(rows)  # type: ignore[arg-type]
+
+    writer = LedgerWriter(Spy(), flush_interval_s=30.0)
+    await writer.start()
+    for i in range(5):
+        await writer.submit(record(i))
+    assert seen["prepare"] == {loop_thread} and not seen["insert"]
+    await writer.flush()
+    assert store.count_usage() == 5
+    assert seen["insert"] and loop_thread not in seen["insert"]
+    await writer.close()
+
+
+async def test_a_row_that_cannot_be_prepared_is_rejected_and_the_rest_land(
+    store: UsageStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = LedgerWriter(store, flush_interval_s=30.0)
+    await writer.start()
+    with caplog.at_level(logging.ERROR, logger="relaygate.ledger.writer"):
+        for i in range(4):  # a set is not JSON: the policy column cannot hold it
+            await writer.submit(record(i, policy={"bad": {1, 2}}) if i == 1 else record(i))
+        await writer.flush()
+    assert store.count_usage() == 3
+    assert (writer.written, writer.rejected, writer.pending, writer.dropped) == (3, 1, 0, 0)
+    assert "req-1" in caplog.text and "cannot be stored" in caplog.text
+    await writer.close()

@@ -6,6 +6,8 @@ Units as in ``records.py``: tokens, USD, milliseconds, UTC.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypedDict
@@ -16,10 +18,13 @@ from relaygate.ledger.db import transaction
 from relaygate.ledger.records import AttemptRecord, UsageRecord
 from relaygate.ledger.schema import usage
 
-__all__ = ["GROUP_BY", "GroupBy", "TrafficSummary", "UsageStore", "UsageSummary"]
+__all__ = ["GROUP_BY", "GroupBy", "TrafficSummary", "UsageRow", "UsageStore", "UsageSummary"]
 
 GroupBy = Literal["tenant", "route", "deployment"]
 GROUP_BY: tuple[GroupBy, ...] = ("tenant", "route", "deployment")
+UsageRow = tuple[Any, ...] | dict[str, Any]
+"""One usage row as insert parameters (``UsageStore.prepare_row``): driver values on SQLite,
+column values elsewhere."""
 _GROUP_COLUMNS = {"tenant": "tenant", "route": "route", "deployment": "served_deployment"}
 _ATTEMPT_FIELDS = ("deployment", "provider", "status", "error_class", "latency_ms")
 _TEXT_FIELDS = (
@@ -81,20 +86,33 @@ class UsageStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self._sqlite: _SQLiteInsert | None = None
+        sqlite = engine.dialect.name == "sqlite"
+        self._sqlite: _SQLiteInsert | None = _SQLiteInsert(engine.dialect) if sqlite else None
 
-    def insert_usage(self, rows: Sequence[UsageRecord]) -> None:
-        """Insert ``rows`` in one transaction. All or nothing.
+    def prepare_row(self, record: UsageRecord) -> UsageRow:
+        """``record`` as insert parameters: on SQLite a tuple of driver values in column order
+        (bind processors applied), elsewhere a dict of column values. About 10 µs of CPU.
+
+        ``LedgerWriter`` calls this on the event loop when a row is submitted, one row at a time,
+        so that the writer thread holds the GIL only for the driver call: converting a whole
+        batch there (JSON, datetimes, NUL cleaning) held it for milliseconds, and the event loop
+        waited each time it gave the GIL up, which set the p99 at concurrency 1
+        (bench/flamegraphs/README.md, "Third round"). Raises ``TypeError``/``ValueError`` for a
+        value the column cannot store (e.g. a policy that is not JSON-able).
+        """
+        if self._sqlite is not None:
+            return self._sqlite.params(record)
+        return _to_row(record)
+
+    def insert_prepared(self, rows: Sequence[UsageRow]) -> None:
+        """Insert rows made by ``prepare_row`` of this store, in one transaction. All or nothing.
 
         On SQLite the batch goes as multi-row ``INSERT ... VALUES (...), (...)`` statements of
-        128, 64, ... or 1 rows, written as driver SQL with the columns' own bind
-        processors (``_SQLiteInsert``): one ``sqlite3_step`` per statement, so the writer thread
-        gives the GIL up once per statement rather than once per row (the sqlite3 driver's
-        ``executemany`` does it around every row, and while the event loop is busy the writer
-        waits a switch interval to get it back each time: bench/ledger_contention.py), and about
-        a third of the CPU of SQLAlchemy's compiled insert for a 128-row batch (no per-row
-        parameter compilation; bench/ledger_contention.py prints both). psycopg's
-        ``executemany`` already pipelines, so PostgreSQL keeps SQLAlchemy's insert
+        128, 64, ... or 1 rows (``_SQLiteInsert``): one ``sqlite3_step`` per statement, so the
+        writer thread gives the GIL up once per statement rather than once per row (the sqlite3
+        driver's ``executemany`` does it around every row, and while the event loop is busy the
+        writer waits a switch interval to get it back each time: bench/ledger_contention.py).
+        psycopg's ``executemany`` already pipelines, so PostgreSQL keeps SQLAlchemy's insert
         (https://docs.sqlalchemy.org/en/20/core/connections.html
         #insert-many-values-behavior-for-insert-statements).
 
@@ -102,14 +120,18 @@ class UsageStore:
         """
         if not rows:
             return
-        values = [_to_row(record) for record in rows]
         with transaction(self._engine, write=True) as conn:
-            if conn.dialect.name == "sqlite":
-                if self._sqlite is None:
-                    self._sqlite = _SQLiteInsert(conn.dialect)
-                self._sqlite.execute(conn, values)
+            if self._sqlite is not None:
+                self._sqlite.execute(conn, rows)  # type: ignore[arg-type]  # tuples here
             else:
-                conn.execute(usage.insert(), values)
+                conn.execute(usage.insert(), rows)  # type: ignore[arg-type]
+
+    def insert_usage(self, rows: Sequence[UsageRecord]) -> None:
+        """Insert ``rows`` in one transaction (``prepare_row`` then ``insert_prepared``). All or
+        nothing. Raises ``StorageError`` (``transient`` says whether retrying may help), or
+        ``TypeError``/``ValueError`` from ``prepare_row``.
+        """
+        self.insert_prepared([self.prepare_row(record) for record in rows])
 
     def query_usage(self, since: datetime, by: GroupBy, *, tenant: str | None = None) -> list[UsageSummary]:
         """Aggregate rows with ``ts >= since`` (naive means UTC) grouped ``by`` tenant, route or
@@ -239,22 +261,26 @@ def _clean_json(value: Any) -> Any:
     return value
 
 
+def _attempts(record: UsageRecord) -> list[dict[str, Any]]:
+    return [
+        {
+            "deployment": _clean(a.deployment),
+            "provider": _clean(a.provider),
+            "status": a.status,
+            "error_class": _clean(a.error_class),
+            "latency_ms": a.latency_ms,
+        }
+        for a in record.attempts
+    ]
+
+
 def _to_row(record: UsageRecord) -> dict[str, Any]:
     row: dict[str, Any] = {name: _clean(getattr(record, name)) for name in _TEXT_FIELDS}
     row.update(
         ts=record.ts,
         status=record.status,
         stream=record.stream,
-        attempts=[
-            {
-                "deployment": _clean(a.deployment),
-                "provider": _clean(a.provider),
-                "status": a.status,
-                "error_class": _clean(a.error_class),
-                "latency_ms": a.latency_ms,
-            }
-            for a in record.attempts
-        ],
+        attempts=_attempts(record),
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
         cached_tokens=record.cached_tokens,
@@ -273,18 +299,44 @@ _SQLITE_ROWS_PER_STATEMENT = 128  # 128 rows x 25 columns: far below SQLite's 32
 
 class _SQLiteInsert:
     """Multi-row ``INSERT INTO usage`` as driver SQL: the statement text is built once per row
-    count, every value passes through its column's bind processor for ``dialect`` (the same
-    conversion SQLAlchemy's compiled insert applies: UTC datetimes as text, JSON as text,
-    booleans as integers), so the stored values are the same (tests/unit/test_ledger_store.py).
+    count, and ``params`` passes every value through its column's bind processor for
+    ``dialect`` (the same conversion SQLAlchemy's compiled insert applies: UTC datetimes as text,
+    JSON as text, booleans as integers), so the stored values are the same
+    (tests/unit/test_ledger_store.py).
     """
 
     def __init__(self, dialect: sa.Dialect) -> None:
         columns = [c for c in usage.columns if c.name != "id"]
-        self._names = [c.name for c in columns]
-        self._procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-        self._head = f"INSERT INTO usage ({', '.join(self._names)}) VALUES "
+        names = [c.name for c in columns]
+        self._get = operator.attrgetter(*names)  # every column is a UsageRecord field of its name
+        self._text = [i for i, n in enumerate(names) if n in _TEXT_FIELDS]
+        self._attempts = names.index("attempts")
+        self._pii = names.index("pii_entities")
+        self._policy = names.index("policy")
+        procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        self._procs = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
+        self._policy_proc = procs[self._policy]
+        self._head = f"INSERT INTO usage ({', '.join(names)}) VALUES "
         self._one = "(" + ", ".join("?" * len(columns)) + ")"
         self._sql: dict[int, str] = {}
+
+    def params(self, record: UsageRecord) -> tuple[Any, ...]:
+        """One row's driver values in column order: what ``_to_row`` gives, bind-processed."""
+        values = list(self._get(record))
+        for i in self._text:
+            value = values[i]
+            if value is not None and "\x00" in value:
+                values[i] = _clean(value)
+        values[self._attempts] = _attempts(record)
+        if record.pii_entities is not None:
+            values[self._pii] = [_clean(e) for e in record.pii_entities]
+        for i, proc in self._procs:
+            values[i] = proc(values[i])
+        policy = values[self._policy]
+        # JSON escapes NUL as \u0000; only then walk the object (rare: client-chosen strings).
+        if policy is not None and "\\u0000" in policy and self._policy_proc is not None:
+            values[self._policy] = self._policy_proc(_clean_json(record.policy))
+        return tuple(values)
 
     def _statement(self, n: int) -> str:
         sql = self._sql.get(n)
@@ -292,24 +344,17 @@ class _SQLiteInsert:
             sql = self._sql[n] = self._head + ", ".join([self._one] * n)
         return sql
 
-    def execute(self, conn: sa.Connection, values: Sequence[dict[str, Any]]) -> None:
-        """Insert ``values`` (rows as ``_to_row`` makes them) on ``conn``, inside its transaction."""
-        pairs = list(zip(self._names, self._procs, strict=True))
+    def execute(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (from ``params``) on ``conn``, inside its transaction."""
         start = 0
-        while start < len(values):
+        while start < len(rows):
             # Power-of-two row counts only (128, 64, ... 1): each distinct statement stays in
             # sqlite3's per-connection statement cache, and one per row count from 1 to 128 grew
             # RSS by 26 MB (bench/soak); eight shapes keep it flat.
-            size = min(_SQLITE_ROWS_PER_STATEMENT, 1 << ((len(values) - start).bit_length() - 1))
-            chunk = values[start : start + size]
+            size = min(_SQLITE_ROWS_PER_STATEMENT, 1 << ((len(rows) - start).bit_length() - 1))
+            chunk = rows[start : start + size]
             start += size
-            params: list[Any] = []
-            append = params.append
-            for row in chunk:
-                for name, proc in pairs:
-                    value = row[name]
-                    append(value if proc is None else proc(value))
-            conn.exec_driver_sql(self._statement(len(chunk)), tuple(params))
+            conn.exec_driver_sql(self._statement(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
 
 
 def _from_row(row: Any) -> UsageRecord:

@@ -2,9 +2,11 @@
 
 Requests ``await writer.submit(record)``; one background task gathers rows into batches (up to
 ``batch_size`` rows or ``flush_interval_s`` after the first) and inserts each batch in a worker
-thread. Batches stay small (128 rows by default): the insert runs Python code (SQLAlchemy, JSON)
-that holds the GIL, and a 500-row batch kept the event loop waiting for 5-15 ms at a time, which
-was most of the p99 at low concurrency (bench/flamegraphs/README.md). Nothing is dropped
+thread. Whatever Python work a row needs before the driver takes it (JSON, datetimes: the sink's
+``prepare_row``) runs at submit, one row at a time on the event loop, and batches stay small (128
+rows by default): Python code in the writer thread holds the GIL, and the event loop waits a
+switch interval each time it has given the GIL up, which was most of the p99 at low concurrency
+(bench/flamegraphs/README.md). Nothing is dropped
 silently: a full queue makes ``submit`` wait (backpressure); a failing database is retried with
 backoff while the rows wait; only ``close()`` running past its timeout gives rows up, and it counts
 them in ``dropped`` and logs an error.
@@ -15,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from relaygate.ledger.db import StorageError
 
-__all__ = ["LedgerWriter", "UsageSink"]
+__all__ = ["LedgerWriter", "PreparingSink", "UsageSink"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,18 @@ class UsageSink(Protocol[R_contra]):
     """
 
     def insert_usage(self, rows: Sequence[R_contra]) -> None: ...
+
+
+class PreparingSink(UsageSink[R_contra], Protocol[R_contra]):
+    """A sink that converts each row to insert parameters first. ``prepare_row`` runs on the
+    event loop at ``submit`` (cheap, a few µs; raises for a row that cannot be stored, which is
+    then rejected and logged); ``insert_prepared`` gets a batch of its results in a worker
+    thread, with the contract of ``insert_usage``.
+    """
+
+    def prepare_row(self, record: R_contra) -> Any: ...
+
+    def insert_prepared(self, rows: Sequence[Any]) -> None: ...
 
 
 class LedgerWriter(Generic[R]):
@@ -56,12 +70,18 @@ class LedgerWriter(Generic[R]):
         retry_max_s: float = 5.0,
     ) -> None:
         self._sink = sink
+        prepare = getattr(sink, "prepare_row", None)
+        insert = getattr(sink, "insert_prepared", None)
+        self._prepare: Callable[[R], Any] | None = None
+        self._insert: Callable[[list[Any]], None] = sink.insert_usage
+        if callable(prepare) and callable(insert):
+            self._prepare, self._insert = prepare, insert
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._queue: asyncio.Queue[R | None] | None = None
+        self._queue: asyncio.Queue[tuple[R, Any] | None] | None = None  # (record, its row)
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
@@ -113,7 +133,16 @@ class LedgerWriter(Generic[R]):
         """
         if self._queue is None or self._wake is None or self._closing:
             raise RuntimeError("LedgerWriter is not running")
-        await self._queue.put(record)
+        row: Any = record
+        if self._prepare is not None:
+            try:
+                row = self._prepare(record)
+            except Exception as exc:  # as a refused insert would be: logged, never retried
+                self._submitted += 1
+                self._rejected += 1
+                logger.error("ledger row rejected: it cannot be stored (%s); row: %r", exc, record)
+                return
+        await self._queue.put((record, row))
         self._submitted += 1
         if self._abandoned:  # was waiting for room when close() gave up
             self._dropped += 1
@@ -189,7 +218,7 @@ class LedgerWriter(Generic[R]):
         finally:
             await self._notify()
 
-    async def _fill(self, batch: list[R]) -> bool:
+    async def _fill(self, batch: list[tuple[R, Any]]) -> bool:
         """Add queued rows to ``batch`` until it is full, the interval since the first row has
         passed, or a flush/close wants it now. Returns True when the close marker was taken.
         """
@@ -214,7 +243,7 @@ class LedgerWriter(Generic[R]):
                 async with asyncio.timeout(remaining):
                     await self._wake.wait()
 
-    async def _write(self, batch: list[R]) -> None:
+    async def _write(self, batch: list[tuple[R, Any]]) -> None:
         """Insert ``batch``, retrying transient failures with exponential backoff until it lands.
 
         If the database refuses the batch for its data, each row is retried alone so that one
@@ -223,7 +252,7 @@ class LedgerWriter(Generic[R]):
         delay = self._retry_initial_s
         while True:
             try:
-                await asyncio.to_thread(self._sink.insert_usage, batch)
+                await asyncio.to_thread(self._insert, [row for _, row in batch])
             except StorageError as exc:
                 self._write_errors += 1
                 if not exc.transient:
@@ -246,13 +275,13 @@ class LedgerWriter(Generic[R]):
                 self._written += len(batch)
                 return
 
-    async def _write_alone(self, batch: list[R], cause: BaseException) -> None:
+    async def _write_alone(self, batch: list[tuple[R, Any]], cause: BaseException) -> None:
         if len(batch) > 1:
             for record in batch:
                 await self._write([record])
             return
         self._rejected += 1
-        logger.error("ledger row rejected by the database (%s); row: %r", cause, batch[0])
+        logger.error("ledger row rejected by the database (%s); row: %r", cause, batch[0][0])
 
     async def _notify(self) -> None:
         if self._progress is not None:
