@@ -13,7 +13,6 @@ import gc
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from relaygate.auth import KeyLookup
 from relaygate.config import load_config
 from relaygate.config.schema import Config
 from relaygate.errors import ConfigError, GatewayError, InvalidRequestError, NotFoundError
+from relaygate.ledger.records import new_request_id
 from relaygate.observability.metrics import CONTENT_TYPE_LATEST
 from relaygate.pipeline import Gateway, LedgerSink
 from relaygate.state import SharedState
@@ -76,7 +76,7 @@ async def healthz(request: Request) -> Response:
         "ledger": ledger,
     }
     return Response(
-        orjson.dumps(body), headers={"x-request-id": f"req_{uuid.uuid4().hex}"}, media_type="application/json"
+        orjson.dumps(body), headers={"x-request-id": new_request_id()}, media_type="application/json"
     )
 
 
@@ -97,7 +97,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             code="method_not_allowed" if exc.status_code == 405 else None,
             status=exc.status_code,
         )
-    headers = {**(exc.headers or {}), "x-request-id": f"req_{uuid.uuid4().hex}"}
+    headers = {**(exc.headers or {}), "x-request-id": new_request_id()}
     return Response(openai_error_body(err), err.status, headers, media_type="application/json")
 
 

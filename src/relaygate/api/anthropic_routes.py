@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -39,7 +38,7 @@ from relaygate.api.openai_routes import read_body
 from relaygate.api.stream_relay import finalizer, upstream_batches
 from relaygate.api.streaming import SSEResponse
 from relaygate.errors import ErrorClass, GatewayError, InvalidRequestError, UpstreamError
-from relaygate.ledger.records import UsageRecord
+from relaygate.ledger.records import UsageRecord, new_request_id
 from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
 from relaygate.protocols.openai_stream import ChunkKind
 from relaygate.protocols.sse import encode_event
@@ -80,9 +79,7 @@ async def messages(request: Request) -> Response | SSEResponse:
     gw: Gateway = request.app.state.gateway
     rt = gw.runtime
     t0 = time.monotonic()
-    rec = UsageRecord(
-        request_id=f"req_{os.urandom(16).hex()}", ts=datetime.now(UTC), endpoint="/v1/messages", status=0
-    )
+    rec = UsageRecord(request_id=new_request_id(), ts=datetime.now(UTC), endpoint="/v1/messages", status=0)
     served = Served()
     plan: Plan | None = None
     try:

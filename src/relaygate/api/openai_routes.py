@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
@@ -35,7 +33,7 @@ from relaygate.errors import (
     RequestTooLargeError,
     UpstreamError,
 )
-from relaygate.ledger.records import UsageRecord
+from relaygate.ledger.records import UsageRecord, new_request_id
 from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.openai_stream import ChunkKind
@@ -78,7 +76,7 @@ async def chat_completions(request: Request) -> Response | SSEResponse:
     rt = gw.runtime  # one config for the whole request, even across a hot reload
     t0 = time.monotonic()
     rec = UsageRecord(
-        request_id=f"req_{os.urandom(16).hex()}",
+        request_id=new_request_id(),
         ts=datetime.now(UTC),
         endpoint="/v1/chat/completions",
         status=0,
@@ -193,7 +191,7 @@ async def list_models(request: Request) -> Response:
     data = [
         {"id": r, "object": "model", "created": 0, "owned_by": "relaygate"} for r in rt.routes_for(principal)
     ]
-    headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
+    headers = {"x-request-id": new_request_id()}
     return Response(orjson.dumps({"object": "list", "data": data}), headers=headers, media_type=_JSON)
 
 
