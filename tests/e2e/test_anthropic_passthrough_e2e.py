@@ -33,6 +33,7 @@ SCENARIO: dict[str, Any] = {
         "down500": {"error": {"status": 500}},
         "good": {"reply": FALLBACK},
         "cut": {"reply": "one two three four five six", "cut_after_chunks": 2},
+        "stall": {"reply": "too late", "ttft_ms": 5000},  # message_start at once, content after 5 s
     }
 }
 API_KEY = "sk-ant-e2e-passthrough"
@@ -47,12 +48,18 @@ def config(sim: SimHandle) -> str:
 providers:
   an: {{protocol: anthropic, base_url: "{sim.url}", api_key_env: RG_PT_ANTHROPIC_KEY}}
   oa: {{protocol: openai, base_url: "{sim.url}"}}
+  an_ft:
+    protocol: anthropic
+    base_url: "{sim.url}"
+    api_key_env: RG_PT_ANTHROPIC_KEY
+    timeouts: {{first_token_ms: 300}}
 routes:
   native:
     deployments: [{{provider: an, model: m1, price: {{input: 3.0, output: 15.0, cached_input: 0.3}}}}]
   mixed: {{deployments: [{{provider: an, model: down500}}, {{provider: oa, model: good}}]}}
   oa_only: {{deployments: [{{provider: oa, model: good}}]}}
   cut: {{deployments: [{{provider: an, model: cut}}]}}
+  stall: {{deployments: [{{provider: an_ft, model: stall}}, {{provider: oa, model: good}}]}}
   cached: {{deployments: [{{provider: an, model: m1}}], cache: {{enabled: true}}}}
 retry: {{max_attempts: 1}}
 auth: {{mode: open}}
@@ -224,6 +231,27 @@ def test_failover_from_passthrough_to_translated_deployment(
         ("oa/good", None),
     ]
     assert row.served_deployment == "oa/good" and row.prompt_tokens and row.completion_tokens
+
+
+def test_passthrough_stream_stalled_before_content_fails_over_at_first_token_ms(
+    client: anthropic.Anthropic, gw: RunningGateway
+) -> None:
+    # The upstream answers message_start at once and its first content 5 s later; the stream is
+    # held back until content, so first_token_ms (300 ms) still fails it over, unseen.
+    t0 = time.monotonic()
+    with client.messages.stream(
+        model="stall", max_tokens=100, messages=[{"role": "user", "content": "hello"}]
+    ) as s:
+        text = "".join(s.text_stream)
+        headers = s.response.headers
+    assert text == FALLBACK and headers["x-relaygate-deployment"] == "oa/good"
+    assert time.monotonic() - t0 < 3
+    row = row_for(gw, headers["request-id"])
+    assert [(a.deployment, a.error_class) for a in row.attempts] == [
+        ("an_ft/stall", "timeout"),
+        ("oa/good", None),
+    ]
+    assert 250 <= row.attempts[0].latency_ms < 2000 and row.complete
 
 
 def test_thinking_on_openai_only_route_is_a_400_naming_thinking(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,52 @@ def test_client_gone_before_the_first_content_is_not_a_complete_stream(start: An
     row = _last_row(gw)
     assert row.stream and not row.complete
     assert row.error_code == "client_disconnected"
+
+
+def _first_token_routes(primary: str) -> str:
+    return f"""  chat:
+    deployments:
+      - {{provider: p4, model: {primary}}}
+      - {{provider: p2, model: good}}
+"""
+
+
+def _with_first_token_provider(sim: SimHandle, tmp_path: Path, scenario: dict[str, Any]) -> Any:
+    sim.set_scenario({"models": scenario})
+    sim.reset()
+    timeouts = "{first_token_ms: 300, idle_ms: 3000}"
+    p4 = f'  p4: {{protocol: openai, base_url: "{sim.url}", timeouts: {timeouts}}}\n'
+    cfg = config(sim, _first_token_routes("primary")).replace("routes:\n", p4 + "routes:\n", 1)
+    return run_gateway(cfg, storage_url=f"sqlite:///{tmp_path}/ft.db")
+
+
+def test_stream_stalled_after_its_role_chunk_fails_over_at_first_token_ms(
+    sim: SimHandle, tmp_path: Path
+) -> None:
+    # The role chunk comes at once (so first_byte_ms is met) and the first content 5 s later.
+    scenario = {"primary": {"reply": "too late", "ttft_ms": 5000}, "good": {"reply": "fallback stream"}}
+    with _with_first_token_provider(sim, tmp_path, scenario) as gw:
+        t0 = time.monotonic()
+        with _client(gw).chat.completions.with_streaming_response.create(
+            model="chat", messages=MSG, stream=True
+        ) as resp:
+            assert resp.headers["x-relaygate-deployment"] == "p2/good"
+            text = "".join(ch.choices[0].delta.content or "" for ch in resp.parse() if ch.choices)
+        assert text == "fallback stream" and time.monotonic() - t0 < 3
+        row = _last_row(gw)
+        assert [(a.deployment, a.error_class) for a in row.attempts] == [
+            ("p4/primary", "timeout"),
+            ("p2/good", None),
+        ]
+        assert 250 <= row.attempts[0].latency_ms < 2000 and row.complete
+
+
+def test_first_token_ms_does_not_limit_a_stream_once_content_flows(sim: SimHandle, tmp_path: Path) -> None:
+    # Gaps of 400 ms between chunks after the first content: longer than first_token_ms (300 ms)
+    # in total, but that limit ends at the first content; idle_ms (3 s) applies after it.
+    scenario = {"primary": {"reply": "a b c d", "ttft_ms": 0, "chunk_gap_ms": 400}, "good": {"reply": "no"}}
+    with _with_first_token_provider(sim, tmp_path, scenario) as gw:
+        chunks = list(_client(gw).chat.completions.create(model="chat", messages=MSG, stream=True))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "a b c d"
+        row = _last_row(gw)
+        assert row.served_deployment == "p4/primary" and row.complete and len(row.attempts) == 1

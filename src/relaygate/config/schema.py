@@ -50,12 +50,19 @@ class Timeouts(_Strict):
 
     - ``connect_ms``: TCP/TLS connect.
     - ``first_byte_ms``: request sent -> response headers (and, for streams, the first chunk).
+    - ``first_token_ms``: streams only, request sent -> the first content (text, a tool call,
+      or the end of the message). relaygate holds a stream back from the client until then, so
+      an upstream that sends its role chunk at once and then stalls is still failed over (an
+      ``UpstreamTimeoutError``, error class ``timeout``). None (the default): no limit beyond
+      ``first_byte_ms`` and ``idle_ms``. TensorZero's ``timeouts.streaming.ttft_ms`` is the same
+      idea (https://www.tensorzero.com/docs/gateway/configuration-reference).
     - ``idle_ms``: longest gap between two stream chunks.
     - ``total_ms``: whole attempt, first byte to last.
     """
 
     connect_ms: int = Field(5_000, gt=0)
     first_byte_ms: int = Field(60_000, gt=0)
+    first_token_ms: int | None = Field(None, gt=0)
     idle_ms: int = Field(30_000, gt=0)
     total_ms: int = Field(600_000, gt=0)
 

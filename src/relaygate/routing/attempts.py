@@ -8,6 +8,8 @@ events read so far are held back in ``OpenedStream.buffered``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -15,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from relaygate.config.schema import DeploymentConfig
-from relaygate.errors import ErrorClass, UpstreamError
+from relaygate.errors import ErrorClass, UpstreamError, UpstreamTimeoutError
 from relaygate.protocols.openai import ChatRequest, Usage, usage_from
 from relaygate.protocols.openai_stream import ChunkKind, StreamWatch
 from relaygate.protocols.sse import SSEDecoder, SSEEvent
@@ -167,7 +169,20 @@ async def hold_stream(opened: H, take: Callable[[bytes | None, list[SSEEvent]], 
     """Read ``opened``'s upstream until ``take(chunk, events)`` says it may be committed (the
     chunk is None for the decoder's unterminated tail at the end). Until then an error or a cut
     is still a failover, invisible to the client: raises ``UpstreamError`` (``STREAM_CUT`` when
-    the body ends first) and closes the upstream response on any exception."""
+    the body ends first; ``UpstreamTimeoutError`` past the provider's ``first_token_ms``, counted
+    from when the request was sent) and closes the upstream response on any exception."""
+    limit_ms = opened.resp.timeouts.first_token_ms
+    if limit_ms is None:
+        return await _hold(opened, take)
+    left_s = opened.resp.sent_at + limit_ms / 1000 - time.monotonic()
+    try:
+        async with asyncio.timeout(max(left_s, 0.0)):
+            return await _hold(opened, take)
+    except TimeoutError as exc:
+        raise UpstreamTimeoutError(f"no content within first_token_ms ({limit_ms} ms)") from exc
+
+
+async def _hold(opened: H, take: Callable[[bytes | None, list[SSEEvent]], bool]) -> H:
     try:
         async for chunk in opened.chunks:
             if take(chunk, opened.decoder.feed(chunk)):
