@@ -180,6 +180,22 @@ def test_stream_stalled_after_its_role_chunk_fails_over_at_first_token_ms(
         assert 250 <= row.attempts[0].latency_ms < 2000 and row.complete
 
 
+def test_first_token_ms_counts_the_wait_for_response_headers(sim: SimHandle, tmp_path: Path) -> None:
+    # No headers at all (first_byte_ms is the default 60 s): the first-token clock starts when
+    # the request is sent, so the stall is failed over at 300 ms, not at 60 s.
+    scenario = {"primary": {"hang": True}, "good": {"reply": "fallback stream"}}
+    with _with_first_token_provider(sim, tmp_path, scenario) as gw:
+        t0 = time.monotonic()
+        chunks = list(_client(gw).chat.completions.create(model="chat", messages=MSG, stream=True))
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "fallback stream"
+        assert time.monotonic() - t0 < 3
+        row = _last_row(gw)
+        assert [(a.deployment, a.error_class) for a in row.attempts] == [
+            ("p4/primary", "timeout"),
+            ("p2/good", None),
+        ]
+
+
 def test_first_token_ms_does_not_limit_a_stream_once_content_flows(sim: SimHandle, tmp_path: Path) -> None:
     # Gaps of 400 ms between chunks after the first content: longer than first_token_ms (300 ms)
     # in total, but that limit ends at the first content; idle_ms (3 s) applies after it.

@@ -16,7 +16,7 @@ import anthropic
 import orjson
 import pytest
 
-from relaygate.config.schema import AnthropicProvider, Config, DeploymentConfig, Timeouts
+from relaygate.config.schema import AnthropicProvider, Config, DeploymentConfig
 from relaygate.errors import ErrorClass, InvalidRequestError, UpstreamError
 from relaygate.protocols.openai import ChatRequest, parse_chat_request
 from relaygate.protocols.sse import SSEDecoder
@@ -234,8 +234,6 @@ class _Inner:
 
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
-        self.timeouts = Timeouts()  # what an UpstreamResponse carries for hold_stream
-        self.sent_at = 0.0
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         for p in self.pieces:

@@ -51,11 +51,12 @@ class Timeouts(_Strict):
     - ``connect_ms``: TCP/TLS connect.
     - ``first_byte_ms``: request sent -> response headers (and, for streams, the first chunk).
     - ``first_token_ms``: streams only, request sent -> the first content (text, a tool call,
-      or the end of the message). relaygate holds a stream back from the client until then, so
-      an upstream that sends its role chunk at once and then stalls is still failed over (an
-      ``UpstreamTimeoutError``, error class ``timeout``). None (the default): no limit beyond
-      ``first_byte_ms`` and ``idle_ms``. TensorZero's ``timeouts.streaming.ttft_ms`` is the same
-      idea (https://www.tensorzero.com/docs/gateway/configuration-reference).
+      reasoning, or the end of the message), connect and header wait included. relaygate holds
+      a stream back from the client until then, so an upstream that sends its role chunk at
+      once and then stalls is still failed over (an ``UpstreamTimeoutError``, error class
+      ``timeout``). None (the default): no limit beyond ``first_byte_ms`` and ``idle_ms``.
+      TensorZero's ``timeouts.streaming.ttft_ms`` is the same idea
+      (https://www.tensorzero.com/docs/gateway/configuration-reference).
     - ``idle_ms``: longest gap between two stream chunks.
     - ``total_ms``: whole attempt, first byte to last.
     """

@@ -26,7 +26,7 @@ import time
 
 import orjson
 
-from relaygate.config.schema import AnthropicProvider, DeploymentConfig
+from relaygate.config.schema import AnthropicProvider, DeploymentConfig, Timeouts
 from relaygate.errors import ErrorClass, UpstreamError
 from relaygate.protocols.anthropic import ERROR_STATUS
 from relaygate.protocols.openai import ChatRequest
@@ -149,6 +149,11 @@ class AnthropicMessagesProvider:
             **config.headers,
         }
         self._headers.update(credential_headers(name, config.api_key_env, "x-api-key", ""))
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """This provider's upstream timeouts (milliseconds)."""
+        return self.transport.timeouts
 
     async def start(self) -> None:
         await self.transport.start()

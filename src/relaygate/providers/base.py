@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relaygate.config.schema import DeploymentConfig
+from relaygate.config.schema import DeploymentConfig, Timeouts
 from relaygate.protocols.openai import ChatRequest
 from relaygate.providers.transport import UpstreamResponse
 
@@ -17,6 +17,11 @@ __all__ = ["Provider"]
 
 class Provider(Protocol):
     name: str
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The provider's upstream timeouts (milliseconds; routing applies ``first_token_ms``)."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from relaygate.config.schema import DeploymentConfig
+from relaygate.config.schema import DeploymentConfig, Timeouts
 from relaygate.config.schema import GeminiProvider as GeminiConfig
 from relaygate.errors import ErrorClass, UpstreamError
 from relaygate.protocols.gemini import generate_url
@@ -200,6 +200,11 @@ class GeminiAdapter:
         self._regional = {k.upper(): v.rstrip("/") for k, v in config.region_base_urls.items()}
         self._headers = {"content-type": "application/json", **config.headers}
         self._headers.update(credential_headers(name, config.api_key_env, "x-goog-api-key", ""))
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """This provider's upstream timeouts (milliseconds)."""
+        return self.transport.timeouts
 
     async def start(self) -> None:
         await self.transport.start()

@@ -13,7 +13,7 @@ import logging
 
 import orjson
 
-from relaygate.config.schema import DeploymentConfig, OpenAIProvider
+from relaygate.config.schema import DeploymentConfig, OpenAIProvider, Timeouts
 from relaygate.protocols.openai import ChatRequest, rewrite_model, with_stream_usage
 from relaygate.providers.errors import classify_http_error
 from relaygate.providers.profiles import apply_profile, get_profile
@@ -37,6 +37,11 @@ class OpenAICompatProvider:
         self._headers = {"content-type": "application/json", **config.headers}
         self.profile = get_profile(config.profile) if config.profile else None
         self._headers.update(credential_headers(name, config.api_key_env, "authorization", "Bearer "))
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """This provider's upstream timeouts (milliseconds)."""
+        return self.transport.timeouts
 
     async def start(self) -> None:
         await self.transport.start()

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from relaygate.config.schema import Timeouts
 from relaygate.providers.transport import UpstreamResponse
 
 __all__ = ["StreamDecoder", "TranslatedResponse", "credential_headers", "out_headers"]
 
 log = logging.getLogger("relaygate.providers")
-
-_NO_LIMITS = Timeouts()  # first_token_ms unset
 
 
 class StreamDecoder(Protocol):
@@ -37,7 +33,7 @@ class StreamDecoder(Protocol):
 class TranslatedResponse(UpstreamResponse):
     """An ``UpstreamResponse`` whose body is already OpenAI-shaped."""
 
-    # The base class's connection-facing slots stay unset: every method using them is overridden.
+    # The base class's aiohttp-facing slots stay unset: every method using them is overridden.
     __slots__ = ("_body", "_decoder", "_inner")
 
     def __init__(
@@ -54,10 +50,6 @@ class TranslatedResponse(UpstreamResponse):
         self._body = body
         self._inner = inner
         self._decoder = decoder
-        # Timeouts and send time are the upstream request's (``hold_stream`` reads them for
-        # ``first_token_ms``); a fixed body was read in full already, so none apply to it.
-        self._timeouts = inner.timeouts if inner is not None else _NO_LIMITS
-        self.sent_at = inner.sent_at if inner is not None else time.monotonic()
 
     async def read(self, limit: int = 64 * 1024 * 1024) -> bytes:
         if self._body is not None:

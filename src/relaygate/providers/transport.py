@@ -41,20 +41,14 @@ class UpstreamResponse:
     """A response whose headers have arrived. Read the body with ``read()`` or
     ``iter_chunks()``; always ``release()`` (or use ``async with``)."""
 
-    __slots__ = ("_deadline", "_resp", "_timeouts", "headers", "sent_at", "status")
+    __slots__ = ("_deadline", "_resp", "_timeouts", "headers", "status")
 
-    def __init__(self, resp: PooledResponse, timeouts: Timeouts, deadline: float, sent_at: float) -> None:
+    def __init__(self, resp: PooledResponse, timeouts: Timeouts, deadline: float) -> None:
         self._resp = resp
         self._timeouts = timeouts
         self._deadline = deadline
-        self.sent_at = sent_at  # time.monotonic() when the request was sent
         self.status = resp.status
         self.headers = resp.headers  # names in lower case
-
-    @property
-    def timeouts(self) -> Timeouts:
-        """The provider's timeouts this response is read under (milliseconds)."""
-        return self._timeouts
 
     def _remaining(self) -> float:
         left = self._deadline - time.monotonic()
@@ -146,8 +140,7 @@ class Transport:
             await self.start()
         assert self._pool is not None
         t = self.timeouts
-        sent_at = time.monotonic()
-        deadline = sent_at + t.total_ms / 1000
+        deadline = time.monotonic() + t.total_ms / 1000
         try:
             origin = self._origin(url)
             async with asyncio.timeout(min(t.first_byte_ms, t.total_ms) / 1000):
@@ -158,7 +151,7 @@ class Transport:
             raise UpstreamTimeoutError(f"connect timeout ({t.connect_ms} ms)") from exc
         except (OSError, ValueError) as exc:
             raise UpstreamConnectionError(_broken("cannot reach the upstream", exc)) from exc
-        return UpstreamResponse(resp, t, deadline, sent_at)
+        return UpstreamResponse(resp, t, deadline)
 
     def _origin(self, url: str) -> Origin:
         origin = self._origins.get(url)

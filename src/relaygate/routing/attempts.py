@@ -9,8 +9,7 @@ events read so far are held back in ``OpenedStream.buffered``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -31,8 +30,10 @@ __all__ = [
     "attempt_completion",
     "attempt_stream",
     "content_part_path",
+    "hold_stream",
     "name_refused_field",
     "stream_error",
+    "within_first_token",
 ]
 
 # OpenAI content-part types by what an upstream refuses (``providers.errors.refused_input``).
@@ -149,10 +150,32 @@ async def attempt_stream(
     stream_usage: bool,
     region: str | None = None,
 ) -> OpenedStream:
-    """Open a stream and read until it may be committed. Raises ``UpstreamError`` before that."""
-    resp = await _send(provider, dep, req, stream_usage=stream_usage, region=region)
-    opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
-    return await hold_stream(opened, lambda chunk, events: _take(opened, events))
+    """Open a stream and read until it may be committed, within the provider's
+    ``first_token_ms``. Raises ``UpstreamError`` before that."""
+
+    async def open_and_hold() -> OpenedStream:
+        resp = await _send(provider, dep, req, stream_usage=stream_usage, region=region)
+        opened = OpenedStream(resp, resp.iter_chunks(), SSEDecoder(), StreamWatch())
+        return await hold_stream(opened, lambda chunk, events: _take(opened, events))
+
+    return await within_first_token(provider.timeouts.first_token_ms, open_and_hold())
+
+
+async def within_first_token(limit_ms: int | None, opening: Coroutine[Any, Any, T]) -> T:
+    """Await ``opening`` (send a stream request, then hold the stream until its first content)
+    within ``limit_ms``, a provider's ``timeouts.first_token_ms`` (None: no limit). The clock
+    starts before the request is sent, so a slow connect or header wait counts too, and it stops
+    when the stream is committed: once content flows only ``idle_ms`` applies. Past the limit
+    the request is cancelled (its connection closed, never reused) and ``UpstreamTimeoutError``
+    is raised, which fails over like any timeout before the first content.
+    """
+    if limit_ms is None:
+        return await opening
+    try:
+        async with asyncio.timeout(limit_ms / 1000):
+            return await opening
+    except TimeoutError as exc:
+        raise UpstreamTimeoutError(f"no content within first_token_ms ({limit_ms} ms)") from exc
 
 
 class _Held(Protocol):
@@ -163,26 +186,14 @@ class _Held(Protocol):
 
 
 H = TypeVar("H", bound=_Held)
+T = TypeVar("T")
 
 
 async def hold_stream(opened: H, take: Callable[[bytes | None, list[SSEEvent]], bool]) -> H:
     """Read ``opened``'s upstream until ``take(chunk, events)`` says it may be committed (the
     chunk is None for the decoder's unterminated tail at the end). Until then an error or a cut
     is still a failover, invisible to the client: raises ``UpstreamError`` (``STREAM_CUT`` when
-    the body ends first; ``UpstreamTimeoutError`` past the provider's ``first_token_ms``, counted
-    from when the request was sent) and closes the upstream response on any exception."""
-    limit_ms = opened.resp.timeouts.first_token_ms
-    if limit_ms is None:
-        return await _hold(opened, take)
-    left_s = opened.resp.sent_at + limit_ms / 1000 - time.monotonic()
-    try:
-        async with asyncio.timeout(max(left_s, 0.0)):
-            return await _hold(opened, take)
-    except TimeoutError as exc:
-        raise UpstreamTimeoutError(f"no content within first_token_ms ({limit_ms} ms)") from exc
-
-
-async def _hold(opened: H, take: Callable[[bytes | None, list[SSEEvent]], bool]) -> H:
+    the body ends first) and closes the upstream response on any exception."""
     try:
         async for chunk in opened.chunks:
             if take(chunk, opened.decoder.feed(chunk)):

@@ -28,7 +28,13 @@ from relaygate.providers.anthropic_passthrough import EventKind, NativeStreamWat
 from relaygate.providers.base import Provider
 from relaygate.providers.errors import refused_input
 from relaygate.providers.transport import UpstreamResponse
-from relaygate.routing.attempts import attempt_completion, attempt_stream, content_part_path, hold_stream
+from relaygate.routing.attempts import (
+    attempt_completion,
+    attempt_stream,
+    content_part_path,
+    hold_stream,
+    within_first_token,
+)
 
 __all__ = [
     "NativeCompletion",
@@ -100,18 +106,23 @@ async def attempt_native_completion(
 async def attempt_native_stream(
     provider: AnthropicMessagesProvider, dep: DeploymentConfig, req: NativeRequest, *, region: str | None
 ) -> NativeStream:
-    """Open the stream and hold it until the first content block (or the end of the message):
-    until then an error or a cut is still a failover, invisible to the client."""
+    """Open the stream and hold it until the first content block (or the end of the message),
+    within the provider's ``first_token_ms``: until then an error, a cut or that timeout is
+    still a failover, invisible to the client."""
     body = native_body(req.raw, dep.model)
-    resp = await provider.post_messages(body, region=region, extra_headers=req.headers)
-    opened = NativeStream(resp, resp.iter_chunks(), SSEDecoder(), NativeStreamWatch())
 
-    def take(chunk: bytes | None, events: list[Any]) -> bool:
-        if chunk is not None:
-            opened.buffered.append(chunk)  # relayed as the upstream sent it
-        return _committed(opened, events)
+    async def open_and_hold() -> NativeStream:
+        resp = await provider.post_messages(body, region=region, extra_headers=req.headers)
+        opened = NativeStream(resp, resp.iter_chunks(), SSEDecoder(), NativeStreamWatch())
 
-    return await hold_stream(opened, take)
+        def take(chunk: bytes | None, events: list[Any]) -> bool:
+            if chunk is not None:
+                opened.buffered.append(chunk)  # relayed as the upstream sent it
+            return _committed(opened, events)
+
+        return await hold_stream(opened, take)
+
+    return await within_first_token(provider.timeouts.first_token_ms, open_and_hold())
 
 
 def _committed(opened: NativeStream, events: list[Any]) -> bool:
