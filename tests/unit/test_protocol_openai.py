@@ -594,6 +594,10 @@ WATCH = [
         id="tool-calls",
     ),
     pytest.param(ev(chunk({"refusal": "no"})), ChunkKind.CONTENT, True, None, False, id="refusal"),
+    pytest.param(
+        ev(chunk({"reasoning_content": "hmm"})), ChunkKind.CONTENT, True, None, False, id="reasoning-deepseek"
+    ),
+    pytest.param(ev(chunk({"reasoning": "hmm"})), ChunkKind.CONTENT, True, None, False, id="reasoning-vllm"),
     pytest.param(ev(chunk({}, "stop")), ChunkKind.CONTENT, True, "stop", False, id="finish-only"),
     pytest.param(
         ev(chunk({"content": "."}, "length")),

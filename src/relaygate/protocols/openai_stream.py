@@ -4,7 +4,9 @@ The gateway forwards each event's bytes unchanged; this reads just enough to kno
 first content arrives (failover is allowed only before it), the ``finish_reason``, the final
 ``usage`` chunk (``stream_options.include_usage``), ``[DONE]``, and in-band error events
 (``data: {"error": {...}}``), following
-https://platform.openai.com/docs/api-reference/chat-streaming.
+https://platform.openai.com/docs/api-reference/chat-streaming. Reasoning deltas count as
+content: DeepSeek's ``reasoning_content`` and vLLM's ``reasoning`` (its name for the same field
+since 0.11: https://docs.vllm.ai/en/v0.11.2/features/reasoning_outputs/).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["ChunkKind", "StreamWatch"]
 
 
 class ChunkKind(StrEnum):
-    CONTENT = "content"  # carries content, tool call deltas, refusal, or a finish_reason
+    CONTENT = "content"  # content, tool call deltas, refusal, reasoning, or a finish_reason
     PREAMBLE = "preamble"  # role-only first chunk, comments, keep-alives
     USAGE = "usage"  # the usage-only chunk (choices == [])
     DONE = "done"
@@ -78,6 +80,7 @@ class StreamWatch:
                 or delta.get("tool_calls")
                 or delta.get("refusal")
                 or delta.get("reasoning_content")
+                or delta.get("reasoning")  # vLLM >= 0.11's name for reasoning_content
                 or delta.get("function_call")
             ):
                 kind = ChunkKind.CONTENT
