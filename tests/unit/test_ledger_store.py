@@ -134,7 +134,8 @@ def test_sqlite_batch_insert_stores_what_sqlalchemys_insert_stores(tmp_path: Pat
             policy={"a\x00": ["b\x00"], "plain\\u0000": 1},
             attempts=[AttemptRecord("d\x00", "p", None, "timeout", 1.0)],
         ),
-    ] + [record(i) for i in range(5, 300)]  # over one statement's 128 rows
+        record(5, policy={True: 1, None: 2, ("a", "b"): 3}),  # non-str keys: str() as on PostgreSQL
+    ] + [record(i) for i in range(6, 300)]  # over one statement's 128 rows
     ours = open_database(f"sqlite:///{tmp_path}/ours.db")
     theirs = open_database(f"sqlite:///{tmp_path}/theirs.db")
     UsageStore(ours).insert_usage(rows)

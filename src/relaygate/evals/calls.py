@@ -9,7 +9,6 @@ text, and whether an error is a rate limit (wait and retry) or transient (retry 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from relaygate.errors import (
     RateLimitError,
     UpstreamError,
 )
-from relaygate.ledger.records import UsageRecord
+from relaygate.ledger.records import UsageRecord, new_request_id
 from relaygate.pipeline import Gateway, Plan, PolicyDeniedError
 from relaygate.protocols.openai import parse_chat_request
 from relaygate.routing.router import Served
@@ -89,7 +88,7 @@ async def call_route(
     rt = gateway.runtime
     t0 = time.monotonic()
     rec = UsageRecord(
-        request_id=f"req_eval_{uuid.uuid4().hex}",
+        request_id=new_request_id("req_eval_"),
         ts=datetime.now(UTC),
         endpoint=endpoint,
         status=0,

@@ -17,8 +17,8 @@ _RAND_B_MASK = (1 << 62) - 1
 _V7_BITS = (0x7 << 76) | (0b10 << 62)  # version 7 and the RFC 9562 variant
 
 
-def new_request_id() -> str:
-    """A new request id: ``"req_"`` + 32 lowercase hex digits, the layout of a UUIDv7
+def new_request_id(prefix: str = "req_") -> str:
+    """A new request id: ``prefix`` + 32 lowercase hex digits, the layout of a UUIDv7
     (RFC 9562 §5.7): 48 bits of Unix time in milliseconds, then version, 74 random bits, and
     the variant. Ids sort by the millisecond they were made in, so the ledger's request-id
     indexes (usage, payloads) grow at their right edge like the time index does: a random id
@@ -29,7 +29,7 @@ def new_request_id() -> str:
     rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 used
     value = ((time.time_ns() // 1_000_000) & _MS_MASK) << 80 | _V7_BITS
     value |= (rand >> 68) << 64 | (rand & _RAND_B_MASK)
-    return f"req_{value:032x}"
+    return f"{prefix}{value:032x}"
 
 
 @dataclass(slots=True)

@@ -97,8 +97,9 @@ class UsageStore:
         so that the writer thread holds the GIL only for the driver call: converting a whole
         batch there (JSON, datetimes, NUL cleaning) held it for milliseconds, and the event loop
         waited each time it gave the GIL up, which set the p99 at concurrency 1
-        (bench/flamegraphs/README.md, "Third round"). Raises ``TypeError``/``ValueError`` for a
-        value the column cannot store (e.g. a policy that is not JSON-able).
+        (bench/flamegraphs/README.md, "Third round"). On SQLite, raises ``TypeError``/``ValueError``
+        for a value the column cannot store (e.g. a policy that is not JSON-able); elsewhere such
+        a row fails its batch at insert, and the writer then rejects it alone.
         """
         if self._sqlite is not None:
             return self._sqlite.params(record)
@@ -315,7 +316,6 @@ class _SQLiteInsert:
         self._policy = names.index("policy")
         procs = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
         self._procs = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
-        self._policy_proc = procs[self._policy]
         self._head = f"INSERT INTO usage ({', '.join(names)}) VALUES "
         self._one = "(" + ", ".join("?" * len(columns)) + ")"
         self._sql: dict[int, str] = {}
@@ -330,12 +330,10 @@ class _SQLiteInsert:
         values[self._attempts] = _attempts(record)
         if record.pii_entities is not None:
             values[self._pii] = [_clean(e) for e in record.pii_entities]
+        if record.policy is not None:
+            values[self._policy] = _clean_json(record.policy)  # str keys, no NUL: as _to_row
         for i, proc in self._procs:
             values[i] = proc(values[i])
-        policy = values[self._policy]
-        # JSON escapes NUL as \u0000; only then walk the object (rare: client-chosen strings).
-        if policy is not None and "\\u0000" in policy and self._policy_proc is not None:
-            values[self._policy] = self._policy_proc(_clean_json(record.policy))
         return tuple(values)
 
     def _statement(self, n: int) -> str:
