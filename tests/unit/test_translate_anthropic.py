@@ -691,6 +691,14 @@ def test_openai_response_with_reasoning_and_parallel_tool_calls() -> None:
     assert out["stop_reason"] == "tool_use"
 
 
+def test_openai_response_with_vllm_reasoning_field() -> None:
+    out = openai_response_to_anthropic(completion({"content": "9.8", "reasoning": "compare"}), model="m")
+    assert out["content"] == [
+        {"type": "thinking", "thinking": "compare", "signature": ""},
+        {"type": "text", "text": "9.8"},
+    ]
+
+
 def test_openai_refusal_and_length() -> None:
     out = openai_response_to_anthropic(completion({"content": None, "refusal": "I can't help."}), model="m")
     assert out["content"] == [{"type": "text", "text": "I can't help."}] and out["stop_reason"] == "refusal"

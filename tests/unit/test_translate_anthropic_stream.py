@@ -271,6 +271,18 @@ def test_empty_upstream_stream_still_closes_properly() -> None:
     assert anthropic_final(events).content == []
 
 
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])  # DeepSeek; vLLM >= 0.11
+def test_reasoning_deltas_become_a_thinking_block(field: str) -> None:
+    tr = OpenAIToAnthropicStream("m")
+    events = tr.feed(chunk({"role": "assistant", "content": ""}))
+    events += tr.feed(chunk({field: "think "})) + tr.feed(chunk({field: "more"}))
+    events += tr.feed(chunk({"content": "answer"})) + tr.feed(chunk({}, "stop")) + tr.finish()
+    final = anthropic_final(events)
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "think more"  # type: ignore[union-attr]
+    assert final.content[1].text == "answer"  # type: ignore[union-attr]
+
+
 def test_refusal_delta_is_text_with_refusal_stop_reason() -> None:
     tr = OpenAIToAnthropicStream("m")
     events = tr.feed(chunk({"refusal": "No."})) + tr.feed(chunk({}, "stop")) + tr.finish()

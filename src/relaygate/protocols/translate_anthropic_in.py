@@ -267,8 +267,9 @@ def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
 def openai_response_to_anthropic(resp: dict[str, Any], *, model: str) -> dict[str, Any]:
     """A ``chat.completion`` -> an Anthropic Message for the client that asked for ``model``.
 
-    ``reasoning_content`` (DeepSeek) -> a leading thinking block; content -> a text block;
-    ``refusal`` -> a text block with ``stop_reason: refusal``; ``tool_calls`` -> tool_use blocks
+    ``reasoning_content`` (DeepSeek; ``reasoning`` from vLLM >= 0.11) -> a leading thinking
+    block; content -> a text block; ``refusal`` -> a text block with ``stop_reason: refusal``;
+    ``tool_calls`` -> tool_use blocks
     (arguments parsed to ``input``, ids kept); ``finish_reason`` -> ``stop_reason``; usage as
     ``usage_to_anthropic``. Raises ``UpstreamError`` (malformed) when tool-call arguments are
     not a JSON object: Anthropic's ``input`` must be one.
@@ -277,8 +278,9 @@ def openai_response_to_anthropic(resp: dict[str, Any], *, model: str) -> dict[st
     choice = choices[0] if isinstance(choices[0], dict) else {}
     msg = choice.get("message") or {}
     blocks: list[dict[str, Any]] = []
-    if msg.get("reasoning_content"):
-        blocks.append({"type": "thinking", "thinking": msg["reasoning_content"], "signature": ""})
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")  # vLLM >= 0.11: "reasoning"
+    if reasoning:
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     content = msg.get("content")
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))

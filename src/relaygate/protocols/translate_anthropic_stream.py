@@ -33,18 +33,18 @@ Event = tuple[str, dict[str, Any]]
 class OpenAIToAnthropicStream:
     """OpenAI chunks -> Anthropic events, for an Anthropic client served by an OpenAI upstream.
 
-    ``feed(chunk)`` returns ``[(event_name, data), ...]``; ``finish()`` returns the closing
-    events (the last ``content_block_stop`` if still open, ``message_delta``, ``message_stop``).
-    ``reasoning_content`` deltas (DeepSeek) become a thinking block, ``content`` and ``refusal``
-    a text block, and each OpenAI tool-call index its own tool_use block, numbered in order of
-    first appearance; argument pieces become ``input_json_delta``s in arrival order. A block is
-    closed when the next one starts. Anthropic blocks are strictly sequential (start, deltas,
-    stop), but an OpenAI upstream may interleave the argument deltas of parallel calls: the
-    first call streams live, later calls are held until the live block closes and are then sent
-    whole, each as start, one delta, stop. ``message_delta`` is sent once the usage chunk (which
-    OpenAI sends after the finish chunk) has arrived, or at ``finish()``; its usage holds the
-    final input and cache counts, which ``message_start`` cannot know yet (it reports 0).
-    """
+    ``feed(chunk)`` returns ``[(event_name, data), ...]``; ``finish()`` returns the closing events
+    (the last ``content_block_stop`` if still open, ``message_delta``, ``message_stop``).
+    ``reasoning_content`` deltas (DeepSeek; vLLM >= 0.11 calls them ``reasoning``) become a thinking
+    block, ``content`` and ``refusal`` a text block, and each OpenAI tool-call index its own
+    tool_use block, numbered in order of first appearance; argument pieces become
+    ``input_json_delta``s in arrival order. A block is closed when the next one starts. Anthropic
+    blocks are strictly sequential (start, deltas, stop), but an OpenAI upstream may interleave the
+    argument deltas of parallel calls: the first call streams live, later calls are held until the
+    live block closes and are then sent whole, each as start, one delta, stop. ``message_delta`` is
+    sent once the usage chunk (which OpenAI sends after the finish chunk) has arrived, or at
+    ``finish()``; its usage holds the final input and cache counts, which ``message_start`` cannot
+    know yet (it reports 0)."""
 
     def __init__(self, model: str, *, message_id: str | None = None) -> None:
         self.model = model
@@ -163,8 +163,9 @@ class OpenAIToAnthropicStream:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                events += self._text("thinking", delta["reasoning_content"])
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")  # vLLM >= 0.11
+            if reasoning:
+                events += self._text("thinking", reasoning)
             if delta.get("content"):
                 events += self._text("text", delta["content"])
             if delta.get("refusal"):
