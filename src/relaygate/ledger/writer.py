@@ -40,7 +40,7 @@ class UsageSink(Protocol[R_contra]):
 
 class PreparingSink(UsageSink[R_contra], Protocol[R_contra]):
     """A sink that converts each row to insert parameters first. ``prepare_row`` runs on the
-    event loop at ``submit`` (cheap, a few µs; raises for a row that cannot be stored, which is
+    event loop at ``submit`` (cheap, about 15 µs; raises for a row that cannot be stored, which is
     then rejected and logged); ``insert_prepared`` gets a batch of its results in a worker
     thread, with the contract of ``insert_usage``.
     """
